@@ -1,0 +1,116 @@
+"""Redis scope cache: one hash per learner scope, merged by a Lua script."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from importlib.resources import files
+
+import orjson
+import redis.asyncio as aioredis
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
+
+from ...batching import Batcher
+from ...domain.scope import Scope
+from .base import FULL_MARK
+
+log = logging.getLogger(__name__)
+_PUT = files(__package__).joinpath("put.lua").read_text()
+
+
+def scope_key(prefix: str, s: Scope) -> str:
+    # Length prefixes keep ids that contain ':' from colliding.
+    return f"{prefix}ucc:{len(s.user_id)}:{s.user_id}:{len(s.collection_id)}:{s.collection_id}:{s.context_id}"
+
+
+class RedisCache:
+    kind = "redis"
+
+    def __init__(self, url: str, prefix: str = "vs:", ttl_seconds: int = 0, timeout: float = 1.0,
+                 max_connections: int = 32):
+        self.degraded = False
+        self.prefix = prefix
+        self._ttl = str(ttl_seconds)
+        # Fail fast: during an outage the database answers instead.
+        # A bounded pool that makes a burst wait for a connection instead of failing it.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=timeout,
+            socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0),
+        )
+        self.client = aioredis.Redis(connection_pool=pool)
+        self._put = self.client.register_script(_PUT)
+        # Concurrent reads share one pipelined round trip: redis-py costs ~60 µs of CPU per
+        # command alone, ~15 µs per command in a pipeline.
+        self._reads = Batcher(self._read_many, max_batch=256, flushers=2)
+
+    def key(self, s: Scope) -> str:
+        return scope_key(self.prefix, s)
+
+    async def read(self, scope, content_ids):
+        self._reads.start()
+        return await self._reads.submit((self.key(scope), content_ids))
+
+    async def _read_many(self, reads):
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for key, content_ids in reads:
+                    if content_ids is None:
+                        pipe.hgetall(key)
+                    else:
+                        pipe.hmget(key, [FULL_MARK, *content_ids])
+                replies = await pipe.execute()
+        except RedisError as e:
+            log.warning("cache read failed: %s", e)
+            return [None] * len(reads)
+        return [_found(reply, ids) for (_, ids), reply in zip(reads, replies)]
+
+    async def put(self, entries, full=None):
+        by_scope: dict[Scope, list[str]] = defaultdict(list)
+        if full is not None:
+            by_scope[full]
+        for scope, cid, version, entry in entries:
+            by_scope[scope] += [cid, b"%d|" % version + orjson.dumps(entry)]
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for scope, args in by_scope.items():
+                    await self._put(keys=[self.key(scope)], args=[self._ttl, "1" if scope == full else "0", *args],
+                                    client=pipe)
+                await pipe.execute()
+            return True
+        except RedisError as e:
+            log.warning("cache update failed: %s", e)
+            return False
+
+    async def invalidate(self, scopes):
+        if not scopes:
+            return True
+        try:
+            await self.client.delete(*[self.key(s) for s in scopes])
+            return True
+        except RedisError as e:
+            log.warning("cache invalidation failed: %s", e)
+            return False
+
+    async def ping(self):
+        await self.client.ping()
+
+    async def close(self):
+        await self._reads.close()
+        await self.client.aclose()
+
+
+def _found(reply, content_ids: list[str] | None) -> dict[str, dict] | None:
+    """The entries of one read, or None when the scope is not cached in full."""
+    if content_ids is None:
+        if FULL_MARK.encode() not in reply:
+            return None
+        return {k.decode(): _entry(v) for k, v in reply.items() if k}
+    if reply[0] is None:
+        return None
+    return {cid: _entry(v) for cid, v in zip(content_ids, reply[1:]) if v is not None}
+
+
+def _entry(raw: bytes) -> dict:
+    return orjson.loads(raw[raw.index(b"|") + 1:])

@@ -1,0 +1,145 @@
+"""Repository for consumption rows and the marks written with them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ...domain.scope import Scope
+from ...domain.views import ContentView, RowKey
+from .tables import cache_repair, scope_dirty, user_content_consumption as ucc
+
+KEY_COLS = (ucc.c.user_id, ucc.c.collection_id, ucc.c.context_id, ucc.c.content_id)
+DATA_COLS = [c.name for c in ucc.columns if c.name not in {k.name for k in KEY_COLS}]
+assert [c.name for c in ucc.columns][:4] == [k.name for k in KEY_COLS]
+assert DATA_COLS == [f for f in ContentView.__dataclass_fields__ if f != "key"], "to_row relies on this order"
+
+
+class ConcurrentInsert(Exception):
+    """Another transaction created a row this batch believed absent; retry the batch."""
+
+
+def _insert(conn: AsyncConnection, table: sa.Table):
+    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
+
+
+def to_row(r) -> ContentView:
+    # Positional: the table's data columns are declared in ContentView's field order.
+    return ContentView(RowKey(r[0], r[1], r[2], r[3]), *r[4:])
+
+
+def _params(v: ContentView) -> dict:
+    d = {name: getattr(v, name) for name in DATA_COLS}
+    d.update(user_id=v.key.user_id, collection_id=v.key.collection_id,
+             context_id=v.key.context_id, content_id=v.key.content_id)
+    return d
+
+
+_scope_where = lambda t, s: sa.and_(  # noqa: E731
+    t.c.user_id == s.user_id, t.c.collection_id == s.collection_id, t.c.context_id == s.context_id
+)
+
+
+async def load_scope(conn: AsyncConnection, scope: Scope) -> list[ContentView]:
+    rows = await conn.execute(sa.select(ucc).where(_scope_where(ucc, scope)))
+    return [to_row(r) for r in rows]
+
+
+async def lock_rows(conn: AsyncConnection, keys: Iterable[RowKey]) -> dict[RowKey, ContentView]:
+    """Read the rows for `keys`, locking them (PostgreSQL) in key order so that two
+    batches touching the same rows queue instead of deadlocking."""
+    keys = sorted(set(keys), key=lambda k: (k.user_id, k.collection_id, k.context_id, k.content_id))
+    if conn.dialect.name == "postgresql":
+        # One statement text whatever the batch size, so asyncpg's prepared statement is reused.
+        params = {name: [getattr(k, name) for k in keys] for name in _KEY_NAMES}
+        q = _lock_pg
+    else:
+        params = {}
+        q = sa.select(ucc).where(sa.tuple_(*KEY_COLS).in_([_key_tuple(k) for k in keys])).order_by(*KEY_COLS)
+    return {(v := to_row(r)).key: v for r in await conn.execute(q, params)}
+
+
+_KEY_NAMES = ("user_id", "collection_id", "context_id", "content_id")
+_wanted = sa.func.unnest(*(sa.bindparam(n, type_=ARRAY(sa.String)) for n in _KEY_NAMES)).table_valued(*_KEY_NAMES).render_derived("wanted")
+_lock_pg = (
+    sa.select(ucc)
+    .join(_wanted, sa.and_(*(c == _wanted.c[c.name] for c in KEY_COLS)))
+    .order_by(*KEY_COLS)
+    .with_for_update(of=ucc)
+)
+
+
+def _key_tuple(k: RowKey) -> tuple:
+    return (k.user_id, k.collection_id, k.context_id, k.content_id)
+
+
+async def insert_rows(conn: AsyncConnection, rows: Sequence[ContentView]) -> None:
+    if not rows:
+        return
+    stmt = _insert(conn, ucc).on_conflict_do_nothing().returning(ucc.c.content_id)
+    inserted = (await conn.execute(stmt, [_params(v) for v in rows])).all()
+    if len(inserted) != len(rows):
+        raise ConcurrentInsert()
+
+
+_update_stmt = (
+    sa.update(ucc)
+    .where(
+        ucc.c.user_id == sa.bindparam("k_user"),
+        ucc.c.collection_id == sa.bindparam("k_collection"),
+        ucc.c.context_id == sa.bindparam("k_context"),
+        ucc.c.content_id == sa.bindparam("k_content"),
+    )
+    .values({name: sa.bindparam(name) for name in DATA_COLS})
+)
+
+
+async def update_rows(conn: AsyncConnection, rows: Sequence[ContentView]) -> None:
+    if not rows:
+        return
+    params = []
+    for v in rows:
+        d = {name: getattr(v, name) for name in DATA_COLS}
+        d.update(k_user=v.key.user_id, k_collection=v.key.collection_id,
+                 k_context=v.key.context_id, k_content=v.key.content_id)
+        params.append(d)
+    await conn.execute(_update_stmt, params)
+
+
+async def mark_dirty(conn: AsyncConnection, scopes: Iterable[Scope], now_ms: int) -> None:
+    params = [
+        {"user_id": s.user_id, "collection_id": s.collection_id, "context_id": s.context_id,
+         "seq": 1, "marked_at": now_ms}
+        for s in sorted(set(scopes), key=lambda s: (s.user_id, s.collection_id, s.context_id))
+    ]
+    if not params:
+        return
+    stmt = _insert(conn, scope_dirty)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[scope_dirty.c.user_id, scope_dirty.c.collection_id, scope_dirty.c.context_id],
+        set_={"seq": scope_dirty.c.seq + 1, "marked_at": stmt.excluded.marked_at},
+    )
+    await conn.execute(stmt, params)
+
+
+async def add_repairs(conn: AsyncConnection, scopes: Iterable[Scope], now_ms: int) -> None:
+    params = [{"user_id": s.user_id, "collection_id": s.collection_id, "context_id": s.context_id,
+               "created_at": now_ms} for s in set(scopes)]
+    if params:
+        await conn.execute(_insert(conn, cache_repair).on_conflict_do_nothing(), params)
+
+
+async def list_repairs(conn: AsyncConnection, limit: int = 1000) -> list[Scope]:
+    rows = await conn.execute(
+        sa.select(cache_repair.c.user_id, cache_repair.c.collection_id, cache_repair.c.context_id).limit(limit)
+    )
+    return [Scope(*r) for r in rows]
+
+
+async def remove_repairs(conn: AsyncConnection, scopes: Iterable[Scope]) -> None:
+    for s in scopes:
+        await conn.execute(sa.delete(cache_repair).where(_scope_where(cache_repair, s)))

@@ -1,0 +1,107 @@
+"""Every failure answers in the envelope with a status, an error code and the field at fault."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+
+from ..domain.errors import DomainError
+from ..services.views import Unavailable
+from .auth import AuthError
+from .envelope import error
+
+log = logging.getLogger(__name__)
+
+API_IDS = {
+    "/v1/view/start": "api.view.start",
+    "/v1/view/update": "api.view.update",
+    "/v1/view/end": "api.view.end",
+    "/v1/view/read": "api.view.read",
+    "/health": "api.health",
+    "/health/service": "api.health.service",
+}
+
+_TYPE_TAGS = {"int", "str", "float", "bool", "datetime", "constrained-str", "function-after", "function-plain"}
+_CODES = {
+    "json_invalid": "INVALID_JSON",
+    "missing": "MISSING_FIELD",
+    "string_too_long": "FIELD_TOO_LONG",
+    "string_too_short": "EMPTY_FIELD",
+    "too_long": "TOO_MANY_ITEMS",
+    "too_short": "EMPTY_FIELD",
+    "string_pattern_mismatch": "INVALID_VALUE",
+    "greater_than_equal": "OUT_OF_RANGE",
+    "less_than_equal": "OUT_OF_RANGE",
+    "value_error": "INVALID_VALUE",
+}
+
+
+def api_id(request: Request) -> str:
+    return API_IDS.get(request.url.path, "api.viewer")
+
+
+def msgid(request: Request) -> str | None:
+    return request.headers.get("x-request-id") or request.headers.get("x-msgid")
+
+
+def _field(loc) -> str:
+    parts = []
+    for p in loc[1:] if loc and loc[0] == "body" else loc:
+        if isinstance(p, str) and (p in _TYPE_TAGS or "[" in p):
+            break  # pydantic names the union member here; the field is what came before
+        parts.append(str(p))
+    return ".".join(parts) or "request"
+
+
+def _code(err_type: str) -> str:
+    if err_type in _CODES:
+        return _CODES[err_type]
+    if err_type.endswith(("_type", "_parsing")) or err_type.startswith(("int_", "float_", "model_")):
+        return "INVALID_TYPE"
+    return "INVALID_VALUE"
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError):
+        errors, seen = [], set()
+        for e in exc.errors():
+            field = _field(e.get("loc", ()))
+            if field in seen:
+                continue
+            seen.add(field)
+            msg = e.get("msg", "invalid value")
+            if e.get("type") == "json_invalid":
+                field, msg = "request", "the body is not valid JSON"
+            errors.append({"field": field, "code": _code(e.get("type", "")), "message": msg})
+        first = errors[0]
+        return error(api_id(request), 400, first["code"], f"{first['field']}: {first['message']}", first["field"],
+                     msgid(request), errors)
+
+    @app.exception_handler(DomainError)
+    async def _domain(request: Request, exc: DomainError):
+        return error(api_id(request), exc.status, exc.code, exc.message, exc.field, msgid(request))
+
+    @app.exception_handler(AuthError)
+    async def _auth(request: Request, exc: AuthError):
+        return error(api_id(request), exc.status, exc.code, exc.message, exc.field, msgid(request))
+
+    @app.exception_handler(Unavailable)
+    async def _unavailable(request: Request, exc: Unavailable):
+        log.warning("database unavailable: %s", exc)
+        return error(api_id(request), 503, "SERVICE_UNAVAILABLE", "the database is unavailable; retry later",
+                     None, msgid(request))
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException):
+        code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "HTTP_ERROR")
+        return error(api_id(request), exc.status_code, code, str(exc.detail), None, msgid(request))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception):
+        log.exception("unexpected error on %s", request.url.path)
+        return error(api_id(request), 500, "INTERNAL_ERROR", "unexpected error; it has been logged", None,
+                     msgid(request))

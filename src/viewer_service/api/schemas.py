@@ -1,0 +1,122 @@
+"""Request bodies. Every request comes in the `{"request": {...}}` wrapper; the optional
+`params.msgid` is echoed back."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Annotated, Any, Generic, TypeVar
+
+import orjson
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+# Ids: 1..256 characters, no control characters (they would corrupt CSV exports and cache keys).
+Id = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$")]
+MAX_DETAILS_BYTES = 65_536
+
+
+class Params(BaseModel):
+    msgid: str | None = Field(default=None, max_length=256)
+
+
+T = TypeVar("T")
+
+
+class Envelope(BaseModel, Generic[T]):
+    id: str | None = None
+    ver: str | None = None
+    params: Params | None = None
+    request: T
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+def _to_ms(v: Any) -> Any:
+    if isinstance(v, datetime):
+        if v.tzinfo is None:
+            v = v.replace(tzinfo=timezone.utc)
+        return int(v.timestamp() * 1000)
+    return v
+
+
+class ViewKeys(_Body):
+    userId: Id | None = None
+    contentId: Id
+    collectionId: Id | None = None
+    contextId: Id | None = None
+    # The client's time of the event, epoch ms (or ISO-8601). Offline clients sync late;
+    # this, not arrival, orders their events.
+    ts: int | datetime | None = Field(default=None, description="client time, epoch milliseconds")
+
+    @field_validator("ts")
+    @classmethod
+    def _ts(cls, v):
+        return _to_ms(v)
+
+
+def _details(v: Any) -> Any:
+    if v is None:
+        return v
+    try:
+        raw = orjson.dumps(v)
+    except TypeError:
+        raise ValueError("progressDetails holds a number that does not fit in 64 bits") from None
+    if len(raw) > MAX_DETAILS_BYTES:
+        raise ValueError(f"progressDetails is larger than {MAX_DETAILS_BYTES} bytes")
+    if b"\\u0000" in raw:  # PostgreSQL's JSONB cannot store it
+        raise ValueError("progressDetails may not contain the NUL character")
+    return v
+
+
+class StartBody(ViewKeys):
+    pass
+
+
+class UpdateBody(ViewKeys):
+    progressDetails: dict[str, Any] | None = Field(
+        default=None, validation_alias=AliasChoices("progressDetails", "progressdetails"))
+    progress: int | None = Field(default=None, ge=0, le=100)
+    timespent: float | None = Field(default=None, ge=0, description="seconds spent since the last update")
+
+    _check_details = field_validator("progressDetails")(classmethod(lambda cls, v: _details(v)))
+
+
+class EndBody(ViewKeys):
+    progressDetails: dict[str, Any] | None = Field(
+        default=None, validation_alias=AliasChoices("progressDetails", "progressdetails"))
+    timespent: float | None = Field(default=None, ge=0)
+
+    _check_details = field_validator("progressDetails")(classmethod(lambda cls, v: _details(v)))
+
+
+class ReadBody(_Body):
+    userId: Id | None = None
+    contentId: list[Id] | Id | None = Field(default=None, description="one id or a list; omit to read the whole scope")
+    collectionId: Id | None = None
+    contextId: Id | None = None
+
+    @field_validator("contentId")
+    @classmethod
+    def _list(cls, v):
+        if isinstance(v, str):
+            return [v]
+        if v is not None and not 1 <= len(v) <= 1000:
+            raise ValueError("contentId takes 1 to 1000 ids")
+        return v
+
+
+class StartRequest(Envelope[StartBody]):
+    pass
+
+
+class UpdateRequest(Envelope[UpdateBody]):
+    pass
+
+
+class EndRequest(Envelope[EndBody]):
+    pass
+
+
+class ReadRequest(Envelope[ReadBody]):
+    pass

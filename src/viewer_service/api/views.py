@@ -1,0 +1,99 @@
+"""The view lifecycle endpoints."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from ..domain.errors import DomainError
+from ..domain.scope import resolve_scope
+from ..domain.views import End, RowKey, Start, Update
+from .body import documented, parse
+from .envelope import envelope
+from .errors import msgid
+from .schemas import EndRequest, Envelope, ReadRequest, StartRequest, UpdateRequest, ViewKeys
+
+router = APIRouter(prefix="/v1/view", tags=["views"])
+
+
+def _key(request: Request, b: ViewKeys) -> tuple[RowKey, int]:
+    app = request.app.state.app
+    user = app.user_for(request, b.userId)
+    s = resolve_scope(user, b.contentId, b.collectionId, b.contextId, app.settings.context_mode)
+    return RowKey(s.user_id, s.collection_id, s.context_id, b.contentId), app.views.check_ts(b.ts)
+
+
+def _msgid(request: Request, body: Envelope) -> str | None:
+    return body.params.msgid if body.params and body.params.msgid else msgid(request)
+
+
+def _timespent(request: Request, value: float | None) -> float | None:
+    if value is not None and value > request.app.state.app.settings.max_timespent_seconds:
+        raise DomainError("timespent is larger than the allowed seconds per call", "request.timespent")
+    return value
+
+
+@router.post("/start", openapi_extra=documented(StartRequest), summary="Start viewing a content (creates the row once)")
+async def start(request: Request):
+    body = await parse(request, StartRequest)
+    b = body.request
+    key, ts = _key(request, b)
+    await request.app.state.app.views.write(Start(key, ts))
+    return envelope("api.view.start", {b.contentId: "Progress started"}, msgid=_msgid(request, body))
+
+
+@router.post("/update", openapi_extra=documented(UpdateRequest), summary="Record progress of a started view")
+async def update(request: Request):
+    body = await parse(request, UpdateRequest)
+    b = body.request
+    key, ts = _key(request, b)
+    op = Update(key, ts, b.progress, b.progressDetails, _timespent(request, b.timespent))
+    await request.app.state.app.views.write(op)
+    return envelope("api.view.update", {b.contentId: "SUCCESS"}, msgid=_msgid(request, body))
+
+
+@router.post("/end", openapi_extra=documented(EndRequest), summary="End a started view: the content is completed")
+async def end(request: Request):
+    body = await parse(request, EndRequest)
+    b = body.request
+    key, ts = _key(request, b)
+    await request.app.state.app.views.write(End(key, ts, b.progressDetails, _timespent(request, b.timespent)))
+    return envelope("api.view.end", {b.contentId: "Progress ended"}, msgid=_msgid(request, body))
+
+
+@router.post("/read", openapi_extra=documented(ReadRequest), summary="Read contents' status and progress (reflects every acknowledged write)")
+async def read(request: Request):
+    body = await parse(request, ReadRequest)
+    b = body.request
+    app = request.app.state.app
+    if b.contentId is None and b.collectionId is None:
+        raise DomainError("give contentId, or a collectionId to read all its contents", "request.contentId")
+    user = app.user_for(request, b.userId)
+    first = b.contentId[0] if b.contentId else None
+    scope = resolve_scope(user, first, b.collectionId, b.contextId, app.settings.context_mode)
+    multi = bool(b.contentId and len(b.contentId) > 1 and b.collectionId is None)
+    if multi:
+        # Without a collection each content is its own scope (seed scenario 1).
+        entries = {}
+        for cid in dict.fromkeys(b.contentId):
+            s = resolve_scope(user, cid, None, b.contextId, app.settings.context_mode)
+            entries.update(await app.views.read(s, [cid]))
+        ids = list(dict.fromkeys(b.contentId))
+    else:
+        entries = await app.views.read(scope, b.contentId)
+        ids = list(dict.fromkeys(b.contentId)) if b.contentId else sorted(entries)
+    contents = []
+    for cid in ids:
+        e = entries.get(cid)
+        contents.append({
+            "identifier": cid,
+            "status": e["status"] if e else 0,
+            "progress": e["progress"] if e else 0,
+            "progressDetails": e["progressDetails"] if e else None,
+            "lastAccessTime": e["lastAccessTime"] if e else None,
+            "lastCompletedTime": e["lastCompletedTime"] if e else None,
+            "score": None,
+            "max_score": None,
+        })
+    result = {"userId": user, "collectionId": None if multi else scope.collection_id,
+              "contextId": b.contextId if multi else scope.context_id, "contents": contents}
+    return envelope("api.view.read", result, msgid=_msgid(request, body))

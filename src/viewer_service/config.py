@@ -1,0 +1,57 @@
+"""Settings, read from VIEWER_* environment variables."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VIEWER_", extra="ignore")
+
+    # Storage. A plain postgresql:// URL is accepted and given the asyncpg driver.
+    database_url: str = "sqlite+aiosqlite:///./viewer.db"
+    # Unset: an in-process cache (one serving process only).
+    redis_url: str | None = None
+    redis_prefix: str = "vs:"
+    cache_ttl_seconds: int = 7 * 24 * 3600
+    cache_max_scopes: int = 100_000  # in-process cache bound
+
+    auth: Literal["none", "jwt"] = "none"
+    jwt_secret: str | None = None  # HS256
+    jwt_public_keys: str | None = None  # RS256: PEM text, or paths to PEM files separated by ","
+    jwt_audience: str | None = None
+    admin_roles: str = "admin,service"
+
+    context_mode: Literal["strict"] = "strict"
+    max_clock_skew_seconds: int = 300
+    max_body_bytes: int = 1_048_576
+    max_progress_details_bytes: int = 65_536
+    max_timespent_seconds: float = 86_400
+
+    write_batch_max: int = 256
+    write_flushers: int = 2
+    db_pool_size: int = 10
+    repair_interval_seconds: float = 1.0
+
+    bench_floor: bool = False  # exposes POST /bench/floor for the benchmark
+
+    @field_validator("database_url")
+    @classmethod
+    def _driver(cls, v: str) -> str:
+        for plain in ("postgresql://", "postgres://"):
+            if v.startswith(plain):
+                return "postgresql+asyncpg://" + v[len(plain):]
+        if v.startswith("sqlite:///"):
+            return "sqlite+aiosqlite:///" + v[len("sqlite:///"):]
+        return v
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def admin_role_set(self) -> frozenset[str]:
+        return frozenset(r.strip() for r in self.admin_roles.split(",") if r.strip())

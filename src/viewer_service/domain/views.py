@@ -1,0 +1,126 @@
+"""The view lifecycle rules: how start, update and end change one consumption row.
+
+Pure functions over plain data. Times are epoch milliseconds; `ts` is the client's time
+of the event (or the server's, when the client sent none).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from .errors import ViewNotStarted
+from .scope import Scope
+
+NOT_STARTED, IN_PROGRESS, COMPLETED = 0, 1, 2
+
+
+@dataclass(frozen=True, slots=True)
+class RowKey:
+    user_id: str
+    collection_id: str
+    context_id: str
+    content_id: str
+
+    @property
+    def scope(self) -> Scope:
+        return Scope(self.user_id, self.collection_id, self.context_id)
+
+
+@dataclass(frozen=True, slots=True)
+class ContentView:
+    key: RowKey
+    status: int = IN_PROGRESS
+    progress: int = 0
+    progress_details: Any = None
+    progress_details_ts: int | None = None
+    time_spent: float = 0.0
+    view_count: int = 0
+    first_access_time: int | None = None
+    last_access_time: int | None = None
+    last_completed_time: int | None = None
+    last_updated_time: int | None = None
+    version: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    key: RowKey
+    ts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    key: RowKey
+    ts: int
+    progress: int | None = None
+    progress_details: Any = None
+    timespent: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class End:
+    key: RowKey
+    ts: int
+    progress_details: Any = None
+    timespent: float | None = None
+
+
+ViewOp = Start | Update | End
+
+
+def _max(a: int | None, b: int) -> int:
+    return b if a is None else max(a, b)
+
+
+def _min(a: int | None, b: int) -> int:
+    return b if a is None else min(a, b)
+
+
+def next_version(previous: int, now_us: int) -> int:
+    """Versions only grow, and a row re-created after an erase starts above any old cache entry."""
+    return max(previous + 1, now_us)
+
+
+def apply(row: ContentView | None, op: ViewOp, now_ms: int) -> ContentView:
+    """Return the row after `op`. Raises ViewNotStarted for update/end of a missing row."""
+    now_us = now_ms * 1000
+    if isinstance(op, Start):
+        if row is None:
+            return ContentView(
+                key=op.key, status=IN_PROGRESS, progress=0, view_count=1,
+                first_access_time=op.ts, last_access_time=op.ts,
+                last_updated_time=now_ms, version=next_version(0, now_us),
+            )
+        return replace(
+            row, view_count=row.view_count + 1,
+            first_access_time=_min(row.first_access_time, op.ts),
+            last_access_time=_max(row.last_access_time, op.ts),
+            last_updated_time=now_ms, version=next_version(row.version, now_us),
+        )
+
+    if row is None:
+        raise ViewNotStarted(
+            "the view of this content was not started; call /v1/view/start first", "request.contentId"
+        )
+    changes: dict[str, Any] = {
+        "last_access_time": _max(row.last_access_time, op.ts),
+        "time_spent": row.time_spent + (op.timespent or 0.0),
+        "last_updated_time": now_ms,
+        "version": next_version(row.version, now_us),
+    }
+    # The newest details by client time win; a tie goes to the later arrival.
+    if op.progress_details is not None and (row.progress_details_ts is None or op.ts >= row.progress_details_ts):
+        changes["progress_details"] = op.progress_details
+        changes["progress_details_ts"] = op.ts
+
+    if isinstance(op, Update):
+        if row.status != COMPLETED and op.progress is not None:
+            changes["progress"] = max(row.progress, op.progress)
+    elif row.status != COMPLETED:
+        changes.update(status=COMPLETED, progress=100, last_completed_time=op.ts)
+    else:
+        # A completion synced late from an offline device that happened earlier than the
+        # stored one is the real first completion; a later revisit never moves it.
+        changes["last_completed_time"] = _min(row.last_completed_time, op.ts)
+    return replace(row, **changes)

@@ -1,0 +1,229 @@
+"""View use cases: start, update, end (through group commit) and read (cache first)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+
+from sqlalchemy.exc import DBAPIError, DataError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ..adapters.cache.base import ScopeCache
+from ..adapters.db import views as repo
+from ..adapters.db.engine import reader
+from ..batching import Batcher
+from ..clock import now_ms
+from ..domain.errors import DomainError
+from ..domain.scope import Scope
+from ..domain.views import ContentView, End, ViewOp, apply
+
+log = logging.getLogger(__name__)
+
+MIN_TS = 946_684_800_000  # 2000-01-01: anything earlier is seconds sent as milliseconds
+
+
+class Unavailable(Exception):
+    """The database could not be reached; the client may retry."""
+
+
+def read_entry(v: ContentView) -> dict:
+    """What view/read returns for a content (and what the cache keeps)."""
+    return {
+        "status": v.status,
+        "progress": v.progress,
+        "progressDetails": v.progress_details,
+        "lastAccessTime": v.last_access_time,
+        "lastCompletedTime": v.last_completed_time,
+    }
+
+
+def _retryable(e: Exception) -> bool:
+    if isinstance(e, repo.ConcurrentInsert) or getattr(e, "connection_invalidated", False):
+        return True  # a lost race, or a pooled connection that died (no pre-ping): try again
+    code = getattr(getattr(e, "orig", None), "sqlstate", None) or getattr(getattr(e, "orig", None), "pgcode", None)
+    return code in {"40001", "40P01"} or "database is locked" in str(e)
+
+
+class ViewService:
+    def __init__(self, engine: AsyncEngine, cache: ScopeCache, *, max_skew_ms: int,
+                 max_batch: int = 256, flushers: int = 1, clock: Callable[[], int] = now_ms,
+                 repair_interval: float = 1.0):
+        self.engine = engine
+        self.reader = reader(engine)
+        self.cache = cache
+        self.clock = clock
+        self.max_skew_ms = max_skew_ms
+        self._writes = Batcher(self._write_batch, max_batch, flushers)
+        self._repair_interval = repair_interval
+        self._repair_task: asyncio.Task | None = None
+        self._pending_repairs: set[Scope] = set()  # when even the database could not record them
+        self._cache_failures = 0  # with _recording: tells the repair loop a failure is still being recorded
+        self._recording = 0
+
+    async def start(self) -> None:
+        self._writes.start()
+        self._repair_task = asyncio.create_task(self._repair_loop())
+
+    async def close(self) -> None:
+        await self._writes.close()
+        if self._repair_task:
+            self._repair_task.cancel()
+            await asyncio.gather(self._repair_task, return_exceptions=True)
+
+    # -- writes ---------------------------------------------------------------
+
+    def check_ts(self, ts: int | None, field: str = "request.ts") -> int:
+        now = self.clock()
+        if ts is None:
+            return now
+        if ts > now + self.max_skew_ms:
+            raise DomainError("the client time is in the future beyond the allowed clock skew",
+                              field) from None
+        if ts < MIN_TS:
+            raise DomainError("the client time must be epoch milliseconds after 2000-01-01", field)
+        return ts
+
+    async def write(self, op: ViewOp) -> ContentView:
+        return await self._writes.submit(op)
+
+    async def _write_batch(self, ops: Sequence[ViewOp]) -> list:
+        try:
+            results, touched = await self._commit(ops)
+        except Exception as e:
+            if len(ops) == 1 or not isinstance(e, DBAPIError) or isinstance(e, OperationalError):
+                raise _translate(e) from e
+            # One bad write must not sink the others: isolate it.
+            results, touched = [], {}
+            for op in ops:
+                try:
+                    r, t = await self._commit([op])
+                    results += r
+                    touched.update(t)
+                except Exception as e1:
+                    results.append(_translate(e1))
+        await self._cache_put(list(touched.values()))
+        return results
+
+    async def _commit(self, ops: Sequence[ViewOp]):
+        for attempt in range(10):
+            try:
+                return await self._commit_once(ops)
+            except Exception as e:
+                if attempt == 9 or not _retryable(e):
+                    raise
+                await asyncio.sleep(0.001 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    async def _commit_once(self, ops: Sequence[ViewOp]):
+        now = self.clock()
+        results: list = []
+        touched: dict = {}
+        async with self.engine.begin() as conn:
+            rows = await repo.lock_rows(conn, (op.key for op in ops))
+            existing = set(rows)
+            ended = []
+            for op in ops:
+                try:
+                    new = apply(rows.get(op.key), op, now)
+                except DomainError as e:
+                    results.append(e)
+                    continue
+                rows[op.key] = touched[op.key] = new
+                results.append(new)
+                if isinstance(op, End):
+                    ended.append(op.key.scope)
+            await repo.insert_rows(conn, [v for k, v in touched.items() if k not in existing])
+            await repo.update_rows(conn, [v for k, v in touched.items() if k in existing])
+            # Same transaction as the status change: no acknowledged end goes unaggregated.
+            await repo.mark_dirty(conn, ended, now)
+        return results, touched
+
+    async def _cache_put(self, rows: list[ContentView]) -> None:
+        if not rows:
+            return
+        ok = await self.cache.put([(v.key.scope, v.key.content_id, v.version, read_entry(v)) for v in rows])
+        if not ok:
+            await self._needs_repair({v.key.scope for v in rows})
+
+    async def _needs_repair(self, scopes: set[Scope]) -> None:
+        # The cache may now hold entries older than the database: stop trusting it until
+        # those scopes are dropped from it. The marks are durable so any process can repair.
+        self.cache.degraded = True
+        self._cache_failures += 1
+        self._recording += 1
+        try:
+            async with self.engine.begin() as conn:
+                await repo.add_repairs(conn, scopes, self.clock())
+        except Exception as e:  # noqa: BLE001 - the write is committed; keep serving
+            log.error("could not record cache repair for %d scopes: %r", len(scopes), e)
+            self._pending_repairs |= scopes
+        finally:
+            self._recording -= 1
+
+    async def repair(self) -> bool:
+        """Drop possibly stale scopes from the cache. True when nothing is left to repair."""
+        quiet = (self._cache_failures, self._recording == 0)
+        try:
+            async with self.reader.connect() as conn:
+                scopes = set(await repo.list_repairs(conn))
+        except Exception as e:  # noqa: BLE001
+            log.warning("cannot read cache repairs: %r", e)
+            return False
+        scopes |= self._pending_repairs
+        if not scopes:
+            # A failure recorded while we looked may not be in the table yet.
+            if quiet == (self._cache_failures, True):
+                self.cache.degraded = False
+            return True
+        self.cache.degraded = True
+        try:
+            await self.cache.ping()
+        except Exception:  # noqa: BLE001 - still down
+            return False
+        if not await self.cache.invalidate(sorted(scopes, key=lambda s: (s.user_id, s.collection_id, s.context_id))):
+            return False
+        self._pending_repairs -= scopes
+        async with self.engine.begin() as conn:
+            await repo.remove_repairs(conn, scopes)
+        return False  # look again next round before trusting the cache
+
+    async def _repair_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._repair_interval)
+            try:
+                await self.repair()
+            except Exception as e:  # noqa: BLE001
+                log.warning("cache repair round failed: %r", e)
+
+    # -- reads ----------------------------------------------------------------
+
+    async def read(self, scope: Scope, content_ids: list[str] | None) -> dict[str, dict]:
+        """Entries of `scope` for `content_ids` (all when None). Reflects every acknowledged write."""
+        if not self.cache.degraded:
+            hit = await self.cache.read(scope, content_ids)
+            if hit is not None:
+                return hit
+        try:
+            async with self.reader.connect() as conn:
+                rows = await repo.load_scope(conn, scope)
+        except Exception as e:
+            raise _translate(e) from e
+        entries = {v.key.content_id: read_entry(v) for v in rows}
+        if not self.cache.degraded:
+            await self.cache.put([(scope, v.key.content_id, v.version, entries[v.key.content_id]) for v in rows],
+                                 full=scope)
+        if content_ids is None:
+            return entries
+        return {cid: entries[cid] for cid in content_ids if cid in entries}
+
+
+def _translate(e: Exception) -> Exception:
+    if isinstance(e, (DomainError, Unavailable)):
+        return e
+    if isinstance(e, (DataError, IntegrityError)):
+        return DomainError("the database refused a value of this request", "request")
+    if isinstance(e, (OperationalError, InterfaceError, OSError, TimeoutError)) or \
+            getattr(e, "connection_invalidated", False):
+        return Unavailable(str(e).splitlines()[0] if str(e) else type(e).__name__)
+    return e  # anything else is a bug: a logged 500

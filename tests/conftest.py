@@ -1,0 +1,102 @@
+"""Fixtures: real PostgreSQL and Redis servers (started by tests/servers.py) and SQLite.
+
+Each run gets its own PostgreSQL database, SQLite file and Redis key prefix."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import httpx
+import pytest
+
+from servers import PostgresServer, RedisServer, create_database, drop_database
+from viewer_service.adapters.db.migrate import upgrade
+from viewer_service.api.app import create_app
+from viewer_service.config import Settings
+
+RUN_ID = uuid.uuid4().hex[:8]
+
+
+@pytest.fixture(scope="session")
+def pg_url():
+    with PostgresServer() as server:
+        dsn = create_database(server.admin_dsn)
+        url = dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
+        upgrade(url)
+        yield url
+        drop_database(server.admin_dsn, dsn)
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    server = RedisServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory):
+    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / f'viewer-{RUN_ID}.db'}"
+    upgrade(url)
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def settings(request, backend) -> Settings:
+    """Settings for the backend under test; a test may override fields with `settings_overrides`."""
+    extra = getattr(request, "param", None) or {}
+    overrides = request.node.get_closest_marker("settings")
+    if overrides:
+        extra = {**extra, **overrides.kwargs}
+    if backend == "sqlite":
+        base = dict(database_url=request.getfixturevalue("sqlite_url"))
+    else:
+        base = dict(database_url=request.getfixturevalue("pg_url"),
+                    redis_url=request.getfixturevalue("redis_server").url,
+                    redis_prefix=f"vt-{RUN_ID}:", repair_interval_seconds=0.05)
+    return Settings(**{**base, "repair_interval_seconds": 0.05, **extra})
+
+
+@pytest.fixture
+async def app(settings):
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app):
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://viewer") as c:
+        yield c
+
+
+@pytest.fixture
+def service(app):
+    return app.state.app.views
+
+
+@pytest.fixture
+def user() -> str:
+    return f"u-{uuid.uuid4().hex[:12]}"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "settings(**kw): override Settings fields for the test")
+
+
+async def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02):
+    """Poll an async predicate (no timing assertions: only bounded waiting)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while True:
+        if await predicate():
+            return True
+        if loop.time() > end:
+            return False
+        await asyncio.sleep(interval)

@@ -1,0 +1,105 @@
+"""The command line, run as a user would: real processes on real servers."""
+
+import asyncio
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from servers import free_port
+
+BIN = Path(sys.executable).with_name("viewer-service")
+
+
+def _env(**kw) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIEWER_")}
+    env.update(kw)
+    return env
+
+
+async def _wait_healthy(base: str, proc: subprocess.Popen, timeout: float = 30) -> None:
+    end = time.monotonic() + timeout
+    async with httpx.AsyncClient() as c:
+        while time.monotonic() < end:
+            assert proc.poll() is None, "server exited"
+            try:
+                if (await c.get(base + "/health")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+    raise AssertionError("server did not become healthy")
+
+
+def test_db_upgrade_on_a_fresh_sqlite_file(tmp_path):
+    url = f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}"
+    out = subprocess.run([BIN, "db", "upgrade"], env=_env(VIEWER_DATABASE_URL=url), capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "head" in out.stdout
+
+
+def test_workers_without_redis_are_refused(tmp_path):
+    out = subprocess.run([BIN, "serve", "--workers", "2"], env=_env(VIEWER_DATABASE_URL=f"sqlite:///{tmp_path}/x.db"),
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "VIEWER_REDIS_URL" in out.stderr
+
+
+async def test_serve_with_no_configuration_runs_on_sqlite(tmp_path):
+    port = free_port()
+    proc = subprocess.Popen([BIN, "serve", "--port", str(port)], cwd=tmp_path, env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        await _wait_healthy(base, proc)
+        async with httpx.AsyncClient(base_url=base) as c:
+            r = await c.post("/v1/view/start", json={"request": {"userId": "u", "contentId": "c"}})
+            assert r.status_code == 200
+            svc = (await c.get("/health/service")).json()["result"]["services"]
+            assert [(s["name"], s["healthy"]) for s in svc] == [("database", True), ("cache", True)]
+            assert (await c.get("/docs")).status_code == 200
+        assert (tmp_path / "viewer.db").exists()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+async def test_two_worker_processes_on_postgres_and_redis_read_their_writes(pg_url, redis_server):
+    """Several serving processes, many concurrent learners: every acknowledged write is read back."""
+    port = free_port()
+    env = _env(VIEWER_DATABASE_URL=pg_url, VIEWER_REDIS_URL=redis_server.url,
+               VIEWER_REDIS_PREFIX=f"vt-cli-{random.getrandbits(32):x}:")
+    proc = subprocess.Popen([BIN, "serve", "--port", str(port), "--workers", "2", "--migrate"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        await _wait_healthy(base, proc)
+        run = random.getrandbits(32)
+
+        async def learner(c: httpx.AsyncClient, i: int):
+            ids = {"userId": f"cli-{run}-{i % 5}", "collectionId": "col", "contextId": "b"}
+            cid = f"c{i}"
+            assert (await c.post("/v1/view/start", json={"request": {**ids, "contentId": cid}})).status_code == 200
+            for p in (20, 60):
+                r = await c.post("/v1/view/update", json={"request": {**ids, "contentId": cid, "progress": p}})
+                assert r.status_code == 200
+                got = (await c.post("/v1/view/read", json={"request": {**ids, "contentId": [cid]}})).json()
+                assert got["result"]["contents"][0]["progress"] >= p
+            assert (await c.post("/v1/view/end", json={"request": {**ids, "contentId": cid}})).status_code == 200
+            got = (await c.post("/v1/view/read", json={"request": {**ids, "contentId": [cid]}})).json()
+            assert got["result"]["contents"][0]["status"] == 2
+
+        async with httpx.AsyncClient(base_url=base, limits=httpx.Limits(max_connections=20)) as c:
+            await asyncio.gather(*(learner(c, i) for i in range(40)))
+            whole = (await c.post("/v1/view/read", json={"request": {"userId": f"cli-{run}-0", "collectionId": "col",
+                                                                       "contextId": "b"}})).json()
+            assert len(whole["result"]["contents"]) == 8
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert b"Traceback" not in err, err.decode()[-3000:]
