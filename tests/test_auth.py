@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from viewer_service.api.auth import AuthError, Authenticator, Principal, resolve_user
+from viewer_service.api.auth import AuthError, Authenticator, Principal, check_access, resolve_user
 from viewer_service.config import Settings
 
 SECRET = "unit-test-secret-of-reasonable-length-0123"
@@ -92,6 +92,14 @@ def test_federated_subject_and_roles():
                   {"roles": "reader,service"}):
         assert auth.authenticate(hs(**extra)).is_privileged, extra
     assert not auth.authenticate(hs(roles=["reader"])).is_privileged
+    assert not auth.authenticate(hs(realm_access=["admin"], role=5)).is_privileged  # odd shapes: no roles, no crash
+
+
+def test_header_names_ignore_case():
+    auth = Authenticator(Settings(auth="jwt", jwt_secret=SECRET))
+    token = hs()["x-authenticated-user-token"]
+    assert auth.authenticate({"X-Authenticated-User-Token": token}).user_id == "u1"
+    assert auth.authenticate({"Authorization": f"bearer {token}"}).user_id == "u1"
 
 
 def test_resolve_user_rules():
@@ -107,6 +115,15 @@ def test_resolve_user_rules():
     with pytest.raises(AuthError) as e:
         resolve_user(Principal(None, frozenset(), False), None, "none")
     assert e.value.status == 400
+
+
+def test_check_access_for_path_user_ids():
+    check_access(Principal("u1", frozenset(), False), "u1", "jwt")
+    check_access(Principal("ops", frozenset({"admin"}), True), "u2", "jwt")
+    check_access(Principal(None, frozenset(), False), "anyone", "none")
+    with pytest.raises(AuthError) as e:
+        check_access(Principal("u1", frozenset(), False), "u2", "jwt")
+    assert e.value.status == 403
 
 
 def test_jwt_mode_needs_a_key():

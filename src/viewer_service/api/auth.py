@@ -38,7 +38,8 @@ def _load_keys(spec: str | None) -> list:
 
 def _roles(claims: dict) -> frozenset[str]:
     roles: set[str] = set()
-    for value in (claims.get("roles"), claims.get("role"), (claims.get("realm_access") or {}).get("roles")):
+    realm = claims.get("realm_access")
+    for value in (claims.get("roles"), claims.get("role"), realm.get("roles") if isinstance(realm, dict) else None):
         if isinstance(value, str):
             roles.update(r.strip() for r in value.split(",") if r.strip())
         elif isinstance(value, list):
@@ -66,6 +67,8 @@ class Authenticator:
     def authenticate(self, headers: Mapping[str, str]) -> Principal:
         if self.mode == "none":
             return Principal(None, frozenset(), False)
+        if not hasattr(headers, "getlist"):  # Starlette's headers already ignore case; a plain dict does not
+            headers = {k.lower(): v for k, v in headers.items()}
         token = headers.get(TOKEN_HEADER)
         if not token:
             auth = headers.get("authorization", "")

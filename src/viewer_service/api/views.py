@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Request
 
 from ..domain.errors import DomainError
@@ -73,11 +75,11 @@ async def read(request: Request):
     multi = bool(b.contentId and len(b.contentId) > 1 and b.collectionId is None)
     if multi:
         # Without a collection each content is its own scope (seed scenario 1).
-        entries = {}
-        for cid in dict.fromkeys(b.contentId):
-            s = resolve_scope(user, cid, None, b.contextId, app.settings.context_mode)
-            entries.update(await app.views.read(s, [cid]))
         ids = list(dict.fromkeys(b.contentId))
+        found = await asyncio.gather(*(
+            app.views.read(resolve_scope(user, cid, None, b.contextId, app.settings.context_mode), [cid])
+            for cid in ids))
+        entries = {cid: e for part in found for cid, e in part.items()}
     else:
         entries = await app.views.read(scope, b.contentId)
         ids = list(dict.fromkeys(b.contentId)) if b.contentId else sorted(entries)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from importlib.resources import files
 
@@ -18,6 +19,7 @@ from .base import FULL_MARK
 
 log = logging.getLogger(__name__)
 _PUT = files(__package__).joinpath("put.lua").read_text()
+READ_BACKOFF_SECONDS = 1.0
 
 
 def scope_key(prefix: str, s: Scope) -> str:
@@ -44,11 +46,14 @@ class RedisCache:
         # Concurrent reads share one pipelined round trip: redis-py costs ~60 µs of CPU per
         # command alone, ~15 µs per command in a pipeline.
         self._reads = Batcher(self._read_many, max_batch=256, flushers=2)
+        self._skip_reads_until = 0.0
 
     def key(self, s: Scope) -> str:
         return scope_key(self.prefix, s)
 
     async def read(self, scope, content_ids):
+        if time.monotonic() < self._skip_reads_until:
+            return None  # Redis just failed: answer from the database without waiting on it
         self._reads.start()
         return await self._reads.submit((self.key(scope), content_ids))
 
@@ -63,21 +68,26 @@ class RedisCache:
                 replies = await pipe.execute()
         except RedisError as e:
             log.warning("cache read failed: %s", e)
+            self._skip_reads_until = time.monotonic() + READ_BACKOFF_SECONDS
             return [None] * len(reads)
         return [_found(reply, ids) for (_, ids), reply in zip(reads, replies)]
 
     async def put(self, entries, full=None):
-        by_scope: dict[Scope, list[str]] = defaultdict(list)
+        by_scope: dict[Scope, list] = defaultdict(list)
         if full is not None:
             by_scope[full]
         for scope, cid, version, entry in entries:
             by_scope[scope] += [cid, b"%d|" % version + orjson.dumps(entry)]
+        keys, args, full_at = [], [self._ttl, "0"], 0
+        for n, (scope, pairs) in enumerate(by_scope.items(), 1):
+            keys.append(self.key(scope))
+            args += [len(pairs) // 2, *pairs]
+            if scope == full:
+                full_at = n
+        args[1] = str(full_at)
         try:
-            async with self.client.pipeline(transaction=False) as pipe:
-                for scope, args in by_scope.items():
-                    await self._put(keys=[self.key(scope)], args=[self._ttl, "1" if scope == full else "0", *args],
-                                    client=pipe)
-                await pipe.execute()
+            # One script call for the whole batch (all keys on one Redis node: no Cluster).
+            await self._put(keys=keys, args=args)
             return True
         except RedisError as e:
             log.warning("cache update failed: %s", e)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ...domain.scope import Scope
@@ -80,13 +81,58 @@ def _key_tuple(k: RowKey) -> tuple:
 async def insert_rows(conn: AsyncConnection, rows: Sequence[ContentView]) -> None:
     if not rows:
         return
-    stmt = _insert(conn, ucc).on_conflict_do_nothing().returning(ucc.c.content_id)
-    inserted = (await conn.execute(stmt, [_params(v) for v in rows])).all()
+    if conn.dialect.name == "postgresql":
+        inserted = (await conn.execute(_insert_pg, _columns(rows))).all()
+    else:
+        stmt = sqlite.insert(ucc).on_conflict_do_nothing().returning(ucc.c.content_id)
+        inserted = (await conn.execute(stmt, [_params(v) for v in rows])).all()
     if len(inserted) != len(rows):
         raise ConcurrentInsert()
 
 
-_update_stmt = (
+async def update_rows(conn: AsyncConnection, rows: Sequence[ContentView]) -> None:
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        await conn.execute(_update_pg, _columns(rows))
+    else:
+        await conn.execute(_update_sqlite, [{**_params(v), **_key_params(v.key)} for v in rows])
+
+
+# PostgreSQL: a whole batch is one statement over column arrays (unnest), with the same text
+# whatever the batch size. Far cheaper on the client than executemany's per-row work.
+_ALL = [c.name for c in ucc.columns]
+_rows_pg = sa.func.unnest(*(
+    # Named a_<column>: plain column names are reserved for VALUES/SET parameters.
+    sa.bindparam(f"a_{c.name}", type_=ARRAY(sa.Text if c.name == "progress_details" else c.type)) for c in ucc.columns
+)).table_valued(*_ALL).render_derived("v")
+_value = {n: sa.cast(_rows_pg.c[n], JSONB) if n == "progress_details" else _rows_pg.c[n] for n in _ALL}
+_insert_pg = (
+    postgresql.insert(ucc)
+    .from_select(_ALL, sa.select(*(_value[n] for n in _ALL)))
+    .on_conflict_do_nothing()
+    .returning(ucc.c.content_id)
+)
+_update_pg = (
+    sa.update(ucc)
+    .where(*(c == _rows_pg.c[c.name] for c in KEY_COLS))
+    .values({n: _value[n] for n in DATA_COLS})
+)
+
+
+def _columns(rows: Sequence[ContentView]) -> dict[str, list]:
+    cols = {n: [getattr(v.key, n) for v in rows] for n in _KEY_NAMES}
+    for n in DATA_COLS:
+        cols[n] = [getattr(v, n) for v in rows]
+    cols["progress_details"] = [None if d is None else orjson.dumps(d).decode() for d in cols["progress_details"]]
+    return {f"a_{n}": values for n, values in cols.items()}
+
+
+def _key_params(k: RowKey) -> dict:
+    return {"k_user": k.user_id, "k_collection": k.collection_id, "k_context": k.context_id, "k_content": k.content_id}
+
+
+_update_sqlite = (
     sa.update(ucc)
     .where(
         ucc.c.user_id == sa.bindparam("k_user"),
@@ -96,18 +142,6 @@ _update_stmt = (
     )
     .values({name: sa.bindparam(name) for name in DATA_COLS})
 )
-
-
-async def update_rows(conn: AsyncConnection, rows: Sequence[ContentView]) -> None:
-    if not rows:
-        return
-    params = []
-    for v in rows:
-        d = {name: getattr(v, name) for name in DATA_COLS}
-        d.update(k_user=v.key.user_id, k_collection=v.key.collection_id,
-                 k_context=v.key.context_id, k_content=v.key.content_id)
-        params.append(d)
-    await conn.execute(_update_stmt, params)
 
 
 async def mark_dirty(conn: AsyncConnection, scopes: Iterable[Scope], now_ms: int) -> None:
