@@ -103,3 +103,42 @@ async def test_two_worker_processes_on_postgres_and_redis_read_their_writes(pg_u
         proc.terminate()
         _, err = proc.communicate(timeout=30)
     assert b"Traceback" not in err, err.decode()[-3000:]
+
+
+@pytest.mark.parametrize("stack", ["sqlite", "postgres"])
+async def test_acknowledged_writes_survive_a_killed_server(tmp_path, request, stack):
+    """kill -9 right after the acknowledgements: a restarted server reads every acknowledged write."""
+    import signal
+
+    env = _env(VIEWER_DATABASE_URL=f"sqlite:///{tmp_path}/crash.db") if stack == "sqlite" else _env(
+        VIEWER_DATABASE_URL=request.getfixturevalue("pg_url"),
+        VIEWER_REDIS_URL=request.getfixturevalue("redis_server").url,
+        VIEWER_REDIS_PREFIX=f"vt-crash-{random.getrandbits(32):x}:")
+    user = f"crash-{random.getrandbits(32):x}"
+    ids = {"userId": user, "collectionId": "col", "contextId": "b"}
+
+    def serve():
+        port = free_port()
+        proc = subprocess.Popen([BIN, "serve", "--port", str(port), "--migrate"], env=env, cwd=tmp_path,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return proc, f"http://127.0.0.1:{port}"
+
+    proc, base = serve()
+    try:
+        await _wait_healthy(base, proc)
+        async with httpx.AsyncClient(base_url=base) as c:
+            async def one(i):
+                body = {"request": {**ids, "contentId": f"c{i}"}}
+                assert (await c.post("/v1/view/start", json=body)).status_code == 200
+                assert (await c.post("/v1/view/end", json=body)).status_code == 200
+            await asyncio.gather(*(one(i) for i in range(30)))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        proc, base = serve()
+        await _wait_healthy(base, proc)
+        async with httpx.AsyncClient(base_url=base) as c:
+            got = (await c.post("/v1/view/read", json={"request": ids})).json()["result"]["contents"]
+        assert sorted((x["identifier"], x["status"]) for x in got) == sorted((f"c{i}", 2) for i in range(30))
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)

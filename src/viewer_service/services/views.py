@@ -78,8 +78,7 @@ class ViewService:
         if ts is None:
             return now
         if ts > now + self.max_skew_ms:
-            raise DomainError("the client time is in the future beyond the allowed clock skew",
-                              field) from None
+            raise DomainError("the client time is in the future beyond the allowed clock skew", field)
         if ts < MIN_TS:
             raise DomainError("the client time must be epoch milliseconds after 2000-01-01", field)
         return ts

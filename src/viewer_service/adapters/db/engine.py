@@ -27,7 +27,7 @@ def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
             dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA synchronous=FULL")  # an acknowledged write survives a power cut too
             cur.execute("PRAGMA busy_timeout=10000")
             cur.close()
 
