@@ -25,6 +25,10 @@ class Settings(BaseSettings):
     jwt_audience: str | None = None
     admin_roles: str = "admin,service"
 
+    # A Sunbird-compatible hierarchy endpoint for collections the catalog does not know:
+    # GET {catalog_url}/{collectionId} -> {"result": {"content": <hierarchy>}}.
+    catalog_url: str | None = None
+
     context_mode: Literal["strict"] = "strict"
     max_clock_skew_seconds: int = 300
     max_body_bytes: int = 1_048_576

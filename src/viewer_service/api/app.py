@@ -15,8 +15,9 @@ from ..adapters.cache.memory import MemoryCache
 from ..adapters.cache.redis import RedisCache
 from ..adapters.db.engine import make_engine
 from ..config import Settings
+from ..services.catalog import Catalog
 from ..services.views import ViewService
-from . import errors, health, views
+from . import collections, errors, health, views
 from .body import install_openapi
 from .auth import Authenticator, resolve_user
 from .body_guard import BodyGuard
@@ -30,6 +31,7 @@ class ServiceApp:
     settings: Settings
     views: ViewService
     auth: Authenticator
+    catalog: Catalog | None = None
 
     def user_for(self, request: Request, body_user_id: str | None) -> str:
         if self.settings.auth == "none" and body_user_id:
@@ -58,14 +60,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             repair_interval=settings.repair_interval_seconds,
         )
         await service.start()
+        catalog = Catalog(engine, fetch_url=settings.catalog_url, max_document_bytes=settings.max_body_bytes)
         # Long-lived objects made at start-up need no collecting, and a larger young generation
         # means fewer collections under load: measured, this cut read p99 from ~110 to ~40 ms.
         gc.freeze()
         gc.set_threshold(20_000, 20, 20)
-        app.state.app = ServiceApp(settings, service, Authenticator(settings))
+        app.state.app = ServiceApp(settings, service, Authenticator(settings), catalog)
         try:
             yield
         finally:
+            await catalog.close()
             await service.close()
             await cache.close()
             await engine.dispose()
@@ -80,7 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     install_openapi(app)
     # Routes go on the app itself: an included router adds a matching layer to every request.
-    for router in (views.router, health.router):
+    for router in (views.router, collections.router, health.router):
         for route in router.routes:
             app.router.routes.append(route)
     if settings.bench_floor:

@@ -15,14 +15,30 @@ from .envelope import error
 
 log = logging.getLogger(__name__)
 
-API_IDS = {
+# Paths that carry an id are matched by prefix, then by method; a lookup by path alone (the
+# body guard's, which only sees bodies) gets the id of the writing method.
+_PREFIX_IDS = {"/v1/collection/": {"GET": "api.collection.get", "PUT": "api.collection.put"}}
+
+
+class _ApiIds(dict):
+    def get(self, path, default=None, method="PUT"):
+        found = super().get(path)
+        if found is not None:
+            return found
+        for prefix, by_method in _PREFIX_IDS.items():
+            if path.startswith(prefix):
+                return by_method.get(method, by_method["PUT"])
+        return default
+
+
+API_IDS = _ApiIds({
     "/v1/view/start": "api.view.start",
     "/v1/view/update": "api.view.update",
     "/v1/view/end": "api.view.end",
     "/v1/view/read": "api.view.read",
     "/health": "api.health",
     "/health/service": "api.health.service",
-}
+})
 
 _TYPE_TAGS = {"int", "str", "float", "bool", "datetime", "constrained-str", "function-after", "function-plain"}
 _CODES = {
@@ -40,7 +56,7 @@ _CODES = {
 
 
 def api_id(request: Request) -> str:
-    return API_IDS.get(request.url.path, "api.viewer")
+    return API_IDS.get(request.url.path, "api.viewer", request.method)
 
 
 def msgid(request: Request) -> str | None:

@@ -51,3 +51,16 @@ cache_repair = sa.Table(
     sa.Column("context_id", Id, primary_key=True),
     sa.Column("created_at", sa.BigInteger, nullable=False),
 )
+
+# The collection catalog: reference data, not per learner (replicated, not distributed, when
+# the learner tables are). The derived columns are what progress reads; document is as sent.
+collection = sa.Table(
+    "collection",
+    metadata,
+    sa.Column("collection_id", Id, primary_key=True),
+    sa.Column("document", Json, nullable=False),
+    sa.Column("leaf_ids", Json, nullable=False),
+    sa.Column("required_leaf_ids", Json, nullable=False),
+    sa.Column("units", Json, nullable=False),  # [[unit id, [required leaf ids]], ...] in hierarchy order
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+)

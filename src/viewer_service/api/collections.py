@@ -1,0 +1,73 @@
+"""The collection catalog endpoints."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import TypeAdapter, ValidationError
+from pydantic_core import from_json
+
+from ..domain.collections import Collection, CollectionNotFound
+from .auth import AuthError
+from .body import documented, parse
+from .collection_schemas import CollectionRequest
+from .envelope import envelope
+from .errors import msgid
+from .schemas import Id
+
+router = APIRouter(prefix="/v1/collection", tags=["collections"])
+_id = TypeAdapter(Id)
+
+
+def _collection_id(value: str) -> str:
+    try:
+        return _id.validate_python(value)
+    except ValidationError as e:
+        raise RequestValidationError([{**err, "loc": ("collectionId",)} for err in e.errors(include_url=False)]) from None
+
+
+def result(c: Collection) -> dict:
+    doc = c.document
+    return {
+        "collectionId": c.collection_id,
+        "name": doc.get("name"),
+        "description": doc.get("description"),
+        "appIcon": doc.get("appIcon"),
+        "leafNodes": list(c.leaf_nodes),
+        "requiredLeafNodes": list(c.required_leaf_nodes),
+        "leafNodesCount": c.leaf_nodes_count,
+        "units": {unit: list(leaves) for unit, leaves in c.units.items()},
+        "updatedAt": c.updated_at,
+        "document": doc,
+    }
+
+
+@router.put("/{collectionId}", openapi_extra=documented(CollectionRequest),
+            summary="Register or replace a collection (a Sunbird hierarchy object)")
+async def put_collection(request: Request, collectionId: str):
+    app = request.app.state.app
+    principal = app.auth.authenticate(request.headers)  # 401 without a valid token (VIEWER_AUTH=jwt)
+    if app.settings.auth != "none" and not principal.is_privileged:
+        raise AuthError(403, "FORBIDDEN", "only an admin or service role may write the catalog", "request")
+    cid = _collection_id(collectionId)
+    body = await parse(request, CollectionRequest)
+    # The document as sent, with the fields the model does not know (pydantic's parser, like the
+    # model's: large integers stay integers, and put() refuses them rather than rounding them).
+    doc = from_json(await request.body())["request"]
+    c = await app.catalog.put(cid, doc)
+    return envelope("api.collection.put", result(c), msgid=_msgid(request, body))
+
+
+@router.get("/{collectionId}", summary="Read a collection and its derived leaves")
+async def get_collection(request: Request, collectionId: str):
+    app = request.app.state.app
+    app.auth.authenticate(request.headers)  # any valid token may read the catalog
+    cid = _collection_id(collectionId)
+    c = await app.catalog.get(cid)
+    if c is None:
+        raise CollectionNotFound(f"collection {cid!r} is not in the catalog", "collectionId")
+    return envelope("api.collection.get", result(c), msgid=msgid(request))
+
+
+def _msgid(request: Request, body: CollectionRequest) -> str | None:
+    return body.params.msgid if body.params and body.params.msgid else msgid(request)
