@@ -60,6 +60,10 @@ def settings(request, backend) -> Settings:
         base = dict(database_url=request.getfixturevalue("pg_url"),
                     redis_url=request.getfixturevalue("redis_server").url,
                     redis_prefix=f"vt-{RUN_ID}:", repair_interval_seconds=0.05)
+    tmp = request.getfixturevalue("tmp_path")
+    # The worker runs inside the app on both backends, so tests see progress computed.
+    base.update(worker_in_serve=True, worker_poll_seconds=0.05, event_sink=f"file:{tmp / 'events.jsonl'}",
+                download_dir=str(tmp / "downloads"))
     return Settings(**{**base, "repair_interval_seconds": 0.05, **extra})
 
 

@@ -1,4 +1,4 @@
-"""`viewer-service serve | db upgrade`."""
+"""`viewer-service serve | worker | db upgrade`."""
 
 from __future__ import annotations
 
@@ -29,6 +29,40 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _worker(args: argparse.Namespace) -> int:
+    import asyncio
+    import signal
+
+    from .adapters.db.engine import make_engine
+    from .adapters.db.migrate import upgrade
+    from .services.catalog import Catalog
+    from .worker import build_worker
+
+    settings = Settings()
+    if args.migrate:
+        upgrade(settings.database_url)
+
+    async def run() -> None:
+        engine = make_engine(settings.database_url, settings.db_pool_size)
+        catalog = Catalog(engine, fetch_url=settings.catalog_url, max_document_bytes=settings.max_body_bytes)
+        background = build_worker(settings, engine, catalog)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await background.start()
+        logging.getLogger(__name__).info("worker %s running", background.worker.worker_id)
+        try:
+            await stop.wait()
+        finally:
+            await background.close()
+            await catalog.close()
+            await engine.dispose()
+
+    asyncio.run(run())
+    return 0
+
+
 def _db(args: argparse.Namespace) -> int:
     from .adapters.db.migrate import upgrade
 
@@ -48,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--migrate", action="store_true", help="apply migrations first (always done on SQLite)")
     s.add_argument("--log-level", default="info")
     s.set_defaults(func=_serve)
+    w = sub.add_parser("worker", help="run the aggregation worker and the event dispatcher (any number of them)")
+    w.add_argument("--migrate", action="store_true", help="apply migrations first")
+    w.set_defaults(func=_worker)
     d = sub.add_parser("db", help="database commands")
     dsub = d.add_subparsers(dest="db_command", required=True)
     u = dsub.add_parser("upgrade", help="apply schema migrations")

@@ -40,6 +40,21 @@ class Settings(BaseSettings):
     db_pool_size: int = 10
     repair_interval_seconds: float = 1.0
 
+    # Aggregation worker (collection progress). None: inside `serve` on SQLite only; production
+    # runs `viewer-service worker` processes.
+    worker_in_serve: bool | None = None
+    worker_batch: int = 100
+    worker_poll_seconds: float = 0.2
+    worker_lease_seconds: float = 30.0
+    unknown_collection_retry_seconds: float = 60.0
+
+    # Where completion events go: file:<path> (JSON lines), redis-stream:<name>, or none.
+    event_sink: str = "file:./viewer-events.jsonl"
+
+    # Summary downloads: files under this directory, removed after the expiry.
+    download_dir: str = "./viewer-downloads"
+    download_expiry_seconds: int = 3600
+
     bench_floor: bool = False  # exposes POST /bench/floor for the benchmark
 
     @field_validator("database_url")
@@ -55,6 +70,10 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def runs_worker_in_serve(self) -> bool:
+        return self.is_sqlite if self.worker_in_serve is None else self.worker_in_serve
 
     @property
     def admin_role_set(self) -> frozenset[str]:

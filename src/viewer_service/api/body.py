@@ -9,7 +9,9 @@ from typing import TypeVar
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from .schemas import Id
 
 M = TypeVar("M", bound=BaseModel)
 _documented: set[type[BaseModel]] = set()
@@ -45,3 +47,14 @@ def install_openapi(app: FastAPI) -> None:
         return app.openapi_schema
 
     app.openapi = openapi
+
+
+_id = TypeAdapter(Id)
+
+
+def path_id(value: str, field: str) -> str:
+    """An id taken from the URL path, checked like ids in bodies."""
+    try:
+        return _id.validate_python(value)
+    except ValidationError as e:
+        raise RequestValidationError([{**err, "loc": (field,)} for err in e.errors(include_url=False)]) from None

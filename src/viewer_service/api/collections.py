@@ -3,27 +3,19 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.exceptions import RequestValidationError
-from pydantic import TypeAdapter, ValidationError
 from pydantic_core import from_json
 
 from ..domain.collections import Collection, CollectionNotFound
-from .auth import AuthError
-from .body import documented, parse
+from .body import documented, parse, path_id
 from .collection_schemas import CollectionRequest
 from .envelope import envelope
 from .errors import msgid
-from .schemas import Id
 
 router = APIRouter(prefix="/v1/collection", tags=["collections"])
-_id = TypeAdapter(Id)
 
 
 def _collection_id(value: str) -> str:
-    try:
-        return _id.validate_python(value)
-    except ValidationError as e:
-        raise RequestValidationError([{**err, "loc": ("collectionId",)} for err in e.errors(include_url=False)]) from None
+    return path_id(value, "collectionId")
 
 
 def result(c: Collection) -> dict:
@@ -46,9 +38,7 @@ def result(c: Collection) -> dict:
             summary="Register or replace a collection (a Sunbird hierarchy object)")
 async def put_collection(request: Request, collectionId: str):
     app = request.app.state.app
-    principal = app.auth.authenticate(request.headers)  # 401 without a valid token (VIEWER_AUTH=jwt)
-    if app.settings.auth != "none" and not principal.is_privileged:
-        raise AuthError(403, "FORBIDDEN", "only an admin or service role may write the catalog", "request")
+    app.require_privileged(request, "only an admin or service role may write the catalog")
     cid = _collection_id(collectionId)
     body = await parse(request, CollectionRequest)
     # The document as sent, with the fields the model does not know (pydantic's parser, like the

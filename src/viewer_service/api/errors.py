@@ -17,7 +17,13 @@ log = logging.getLogger(__name__)
 
 # Paths that carry an id are matched by prefix, then by method; a lookup by path alone (the
 # body guard's, which only sees bodies) gets the id of the writing method.
-_PREFIX_IDS = {"/v1/collection/": {"GET": "api.collection.get", "PUT": "api.collection.put"}}
+_PREFIX_IDS = {
+    "/v1/collection/": {"GET": "api.collection.get", "PUT": "api.collection.put"},
+    "/v1/context/": {"GET": "api.context.get", "PUT": "api.context.put"},
+    "/v1/summary/list/": {"GET": "api.summary.list"},
+    "/v1/summary/delete/": {"DELETE": "api.summary.delete"},
+    "/v1/summary/download/": {"GET": "api.summary.download"},
+}
 
 
 class _ApiIds(dict):
@@ -27,7 +33,7 @@ class _ApiIds(dict):
             return found
         for prefix, by_method in _PREFIX_IDS.items():
             if path.startswith(prefix):
-                return by_method.get(method, by_method["PUT"])
+                return by_method.get(method) or next(iter(by_method.values()))
         return default
 
 
@@ -36,6 +42,10 @@ API_IDS = _ApiIds({
     "/v1/view/update": "api.view.update",
     "/v1/view/end": "api.view.end",
     "/v1/view/read": "api.view.read",
+    "/v1/enrol": "api.enrol",
+    "/v1/unenrol": "api.unenrol",
+    "/v1/certificate/issued": "api.certificate.issued",
+    "/v1/summary/read": "api.summary.read",
     "/health": "api.health",
     "/health/service": "api.health.service",
 })

@@ -18,7 +18,7 @@ from pydantic_core import from_json
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ..adapters.db import collections as repo
+from ..adapters.db import collections as repo, progress as progress_repo
 from ..adapters.db.engine import reader
 from ..clock import now_ms
 from ..domain.collections import Collection, InvalidCollection, from_hierarchy
@@ -74,7 +74,12 @@ class Catalog:
         now = self.now()
         try:
             async with self.engine.begin() as conn:
+                old = await repo.structure(conn, collection_id)
                 await repo.upsert(conn, c, now)
+                new = await repo.structure(conn, collection_id)
+                if old != new:
+                    # Scopes waiting for it, or computed against the old structure, are due now.
+                    await progress_repo.requeue_collection(conn, collection_id, now)
         except Exception as e:
             raise _db_error(e) from e
         c = replace(c, updated_at=now)
@@ -125,6 +130,7 @@ class Catalog:
             async with self.engine.begin() as conn:
                 if not await repo.insert_absent(conn, c, now):
                     return await repo.load(conn, collection_id)  # a PUT got there first
+                await progress_repo.requeue_collection(conn, collection_id, now)
         except Exception as e:
             raise _db_error(e) from e
         return replace(c, updated_at=now)

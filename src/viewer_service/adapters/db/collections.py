@@ -45,3 +45,10 @@ async def insert_absent(conn: AsyncConnection, c: Collection, now_ms: int) -> bo
     """Insert unless the collection exists (a PUT wins over a fetched copy). True if inserted."""
     stmt = _insert(conn).values(_values(c, now_ms)).on_conflict_do_nothing().returning(t.c.collection_id)
     return (await conn.execute(stmt)).first() is not None
+
+
+async def structure(conn: AsyncConnection, collection_id: str) -> tuple | None:
+    """What progress depends on: (leaf ids, required leaf ids, units), or None if unknown."""
+    r = (await conn.execute(sa.select(t.c.leaf_ids, t.c.required_leaf_ids, t.c.units)
+                            .where(t.c.collection_id == collection_id))).first()
+    return None if r is None else tuple(r)

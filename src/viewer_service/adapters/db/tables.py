@@ -40,6 +40,13 @@ scope_dirty = sa.Table(
     sa.Column("context_id", Id, primary_key=True),
     sa.Column("seq", sa.BigInteger, nullable=False),  # bumped on every mark
     sa.Column("marked_at", sa.BigInteger, nullable=False),
+    # Work queue state: a worker claims a row by setting claimed_by and due_at = its lease end;
+    # an unclaimed row is due at due_at (later than now while its collection is unknown).
+    sa.Column("due_at", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("claimed_by", sa.String(64)),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Index("ix_scope_dirty_due", "due_at"),
+    sa.Index("ix_scope_dirty_collection", "collection_id"),
 )
 
 # Scopes whose cache entries may be stale because a cache update failed after commit.
@@ -63,4 +70,97 @@ collection = sa.Table(
     sa.Column("required_leaf_ids", Json, nullable=False),
     sa.Column("units", Json, nullable=False),  # [[unit id, [required leaf ids]], ...] in hierarchy order
     sa.Column("updated_at", sa.BigInteger, nullable=False),
+)
+
+# A context (a batch, a program) and the collections it offers.
+context = sa.Table(
+    "context",
+    metadata,
+    sa.Column("context_id", Id, primary_key=True),
+    sa.Column("type", sa.String(64), nullable=False),
+    sa.Column("collection_ids", Json, nullable=False),
+    sa.Column("start_date", sa.BigInteger),
+    sa.Column("end_date", sa.BigInteger),
+    sa.Column("document", Json, nullable=False),  # the request as sent (carry-forward rules live here)
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+)
+
+# A learner's enrolment in a collection within a context. The worker copies the scope's
+# progress here (as Sunbird's user_enrolments has it); the per-activity detail is in the agg.
+enrolment = sa.Table(
+    "enrolment",
+    metadata,
+    sa.Column("user_id", Id, primary_key=True),
+    sa.Column("collection_id", Id, primary_key=True),
+    sa.Column("context_id", Id, primary_key=True),
+    sa.Column("enrolled_date", sa.BigInteger, nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("issued_certificates", Json, nullable=False),
+    sa.Column("status", sa.SmallInteger, nullable=False, server_default="0"),
+    sa.Column("progress", sa.SmallInteger, nullable=False, server_default="0"),
+    sa.Column("completed_on", sa.BigInteger),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+)
+
+# Aggregates per scope and activity: the collection itself (activity_type "Course", activity_id
+# = collection id) and each of its units ("Unit"). Recomputed whole from the raw rows.
+user_activity_agg = sa.Table(
+    "user_activity_agg",
+    metadata,
+    sa.Column("user_id", Id, primary_key=True),
+    sa.Column("collection_id", Id, primary_key=True),
+    sa.Column("context_id", Id, primary_key=True),
+    sa.Column("activity_type", sa.String(32), primary_key=True),
+    sa.Column("activity_id", Id, primary_key=True),
+    sa.Column("aggregates", Json, nullable=False),  # completedCount, leafNodesCount; scores later
+    sa.Column("content_status", Json, nullable=False),
+    sa.Column("agg_last_updated", Json, nullable=False),
+    sa.Column("progress", sa.SmallInteger, nullable=False),
+    sa.Column("status", sa.SmallInteger, nullable=False),
+    sa.Column("completed_on", sa.BigInteger),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_agg_collection", "collection_id"),
+)
+
+# Events waiting for the sink. event_id is deterministic per fact (e.g. one completion), so
+# the same fact cannot be queued twice; rows go once the sink has them.
+event_outbox = sa.Table(
+    "event_outbox",
+    metadata,
+    sa.Column("user_id", Id, primary_key=True),
+    sa.Column("event_id", sa.String(1024), primary_key=True),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("collection_id", Id),  # the scope it is about, so an erase can drop it
+    sa.Column("context_id", Id),
+    sa.Column("payload", Json, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("due_at", sa.BigInteger, nullable=False),
+    sa.Column("claimed_by", sa.String(64)),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Index("ix_event_outbox_due", "due_at"),
+)
+
+# What an erase removed, and when: kept for the data-protection record.
+erasure_log = sa.Table(
+    "erasure_log",
+    metadata,
+    sa.Column("user_id", Id, primary_key=True),
+    sa.Column("erased_at", sa.BigInteger, primary_key=True),
+    sa.Column("erase_id", sa.String(64), primary_key=True),
+    sa.Column("scope", Json),  # null: every enrolment; else {"collectionId", "contextId"}
+    sa.Column("counts", Json, nullable=False),  # rows removed per table, files removed
+    sa.Column("requested_by", Id),
+)
+
+# Generated summary downloads. The file is on disk under the download directory.
+download_file = sa.Table(
+    "download_file",
+    metadata,
+    sa.Column("user_id", Id, primary_key=True),
+    sa.Column("token", sa.String(64), primary_key=True),
+    sa.Column("format", sa.String(8), nullable=False),
+    sa.Column("path", sa.String(1024), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_download_file_expires", "expires_at"),
 )

@@ -60,7 +60,11 @@ async def lock_rows(conn: AsyncConnection, keys: Iterable[RowKey]) -> dict[RowKe
         q = _lock_pg
     else:
         params = {}
-        q = sa.select(ucc).where(sa.tuple_(*KEY_COLS).in_([_key_tuple(k) for k in keys])).order_by(*KEY_COLS)
+        # The user_id IN (...) term is what lets SQLite search the primary key: with the row-value
+        # IN alone it scans the whole table (measured: 4x the CPU per write at 100k rows).
+        q = (sa.select(ucc).where(ucc.c.user_id.in_({k.user_id for k in keys}),
+                                  sa.tuple_(*KEY_COLS).in_([_key_tuple(k) for k in keys]))
+             .order_by(*KEY_COLS))
     return {(v := to_row(r)).key: v for r in await conn.execute(q, params)}
 
 
@@ -147,17 +151,28 @@ _update_sqlite = (
 async def mark_dirty(conn: AsyncConnection, scopes: Iterable[Scope], now_ms: int) -> None:
     params = [
         {"user_id": s.user_id, "collection_id": s.collection_id, "context_id": s.context_id,
-         "seq": 1, "marked_at": now_ms}
+         "seq": 1, "marked_at": now_ms, "due_at": now_ms}
         for s in sorted(set(scopes), key=lambda s: (s.user_id, s.collection_id, s.context_id))
     ]
     if not params:
         return
+    await conn.execute(_mark_stmt(conn), params)
+
+
+def _mark_stmt(conn: AsyncConnection):
     stmt = _insert(conn, scope_dirty)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[scope_dirty.c.user_id, scope_dirty.c.collection_id, scope_dirty.c.context_id],
-        set_={"seq": scope_dirty.c.seq + 1, "marked_at": stmt.excluded.marked_at},
+    d = scope_dirty.c
+    return stmt.on_conflict_do_update(
+        index_elements=[d.user_id, d.collection_id, d.context_id],
+        set_={
+            "seq": d.seq + 1,
+            "marked_at": stmt.excluded.marked_at,
+            # A claimed row keeps its lease (the claimant sees the new seq and requeues it); an
+            # unclaimed one waiting for its collection becomes due now.
+            "due_at": sa.case((d.claimed_by.is_(None) & (stmt.excluded.due_at < d.due_at), stmt.excluded.due_at),
+                              else_=d.due_at),
+        },
     )
-    await conn.execute(stmt, params)
 
 
 async def add_repairs(conn: AsyncConnection, scopes: Iterable[Scope], now_ms: int) -> None:

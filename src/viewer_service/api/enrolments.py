@@ -1,0 +1,100 @@
+"""Contexts, enrolments and issued certificates."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from ..domain.scope import Scope
+from ..services.enrolments import ContextNotFound
+from .body import documented, parse, path_id
+from .envelope import envelope
+from .errors import msgid
+from .progress_schemas import CertificateRequest, ContextRequest, EnrolRequest, ScopeBody, ScopeRequest
+
+router = APIRouter(tags=["enrolments"])
+
+
+def _msgid(request: Request, body) -> str | None:
+    return body.params.msgid if body.params and body.params.msgid else msgid(request)
+
+
+def scope_of(request: Request, b: ScopeBody) -> Scope:
+    app = request.app.state.app
+    user = app.user_for(request, b.userId)
+    return Scope(user, b.collectionId, b.contextId or b.collectionId)
+
+
+def enrolment_result(row) -> dict:
+    return {
+        "userId": row.user_id, "collectionId": row.collection_id, "contextId": row.context_id,
+        "enrolledDate": row.enrolled_date, "active": row.active, "status": row.status,
+        "progress": row.progress, "completedOn": row.completed_on,
+        "issuedCertificates": list(row.issued_certificates),
+    }
+
+
+def _context_result(row) -> dict:
+    return {"contextId": row.context_id, "type": row.type, "collectionIds": list(row.collection_ids),
+            "startDate": row.start_date, "endDate": row.end_date, "updatedAt": row.updated_at,
+            "document": row.document}
+
+
+@router.put("/v1/context/{contextId}", openapi_extra=documented(ContextRequest),
+            summary="Register or replace a context (a batch, a program) and the collections it offers")
+async def put_context(request: Request, contextId: str):
+    app = request.app.state.app
+    app.require_privileged(request, "only an admin or service role may write contexts")
+    cid = path_id(contextId, "contextId")
+    body = await parse(request, ContextRequest)
+    doc = body.request.model_dump(mode="json", exclude_none=True)
+    await app.enrolments.put_context(cid, doc)
+    row = await app.enrolments.get_context(cid)
+    return envelope("api.context.put", _context_result(row), msgid=_msgid(request, body))
+
+
+@router.get("/v1/context/{contextId}", summary="Read a context")
+async def get_context(request: Request, contextId: str):
+    app = request.app.state.app
+    app.auth.authenticate(request.headers)
+    cid = path_id(contextId, "contextId")
+    row = await app.enrolments.get_context(cid)
+    if row is None:
+        raise ContextNotFound(f"context {cid!r} is not registered", "contextId")
+    return envelope("api.context.get", _context_result(row), msgid=msgid(request))
+
+
+@router.post("/v1/enrol", openapi_extra=documented(EnrolRequest),
+             summary="Enrol a learner in a collection within a context (idempotent)")
+async def enrol(request: Request):
+    app = request.app.state.app
+    body = await parse(request, EnrolRequest)
+    b = body.request
+    s = scope_of(request, b)
+    enrolled = app.views.check_ts(b.enrolledDate, "request.enrolledDate") if b.enrolledDate is not None else None
+    row, changed = await app.enrolments.enrol(s, enrolled)
+    if changed and app.worker is not None:
+        app.worker.wake()
+    return envelope("api.enrol", {"response": "SUCCESS", "created": changed, **enrolment_result(row)},
+                    msgid=_msgid(request, body))
+
+
+@router.post("/v1/unenrol", openapi_extra=documented(ScopeRequest),
+             summary="Leave an enrolment: it becomes inactive; progress is kept")
+async def unenrol(request: Request):
+    app = request.app.state.app
+    body = await parse(request, ScopeRequest)
+    row = await app.enrolments.unenrol(scope_of(request, body.request))
+    return envelope("api.unenrol", {"response": "SUCCESS", **enrolment_result(row)}, msgid=_msgid(request, body))
+
+
+@router.post("/v1/certificate/issued", openapi_extra=documented(CertificateRequest),
+             summary="Record a certificate issued for an enrolment (certificate services)")
+async def certificate_issued(request: Request):
+    app = request.app.state.app
+    app.require_privileged(request, "only an admin or service role may record certificates")
+    body = await parse(request, CertificateRequest)
+    b = body.request
+    cert = b.certificate.model_dump(mode="json", exclude_none=True)
+    row = await app.enrolments.record_certificate(scope_of(request, b), cert)
+    return envelope("api.certificate.issued", {"response": "SUCCESS", **enrolment_result(row)},
+                    msgid=_msgid(request, body))

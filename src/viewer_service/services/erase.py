@@ -1,0 +1,103 @@
+"""Erase a learner's data, all of it or one enrolment's scope (docs/erase.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ..adapters.db import outbox
+from ..adapters.db.progress import where_scope
+from ..adapters.db.tables import (cache_repair, enrolment, erasure_log, scope_dirty, user_activity_agg,
+                                  user_content_consumption)
+from ..adapters.db.views import add_repairs, remove_repairs
+from ..clock import now_ms
+from ..domain.scope import Scope
+from .views import ViewService, _translate
+
+log = logging.getLogger(__name__)
+
+# Tables keyed by learner scope, erased row for row. The assessments tables join this list.
+SCOPED_TABLES = [user_content_consumption, user_activity_agg, enrolment, scope_dirty, cache_repair]
+# A cache fill that read the database just before the erase may land just after it: drop the
+# scopes from the cache once more after this delay.
+REINVALIDATE_SECONDS = 2.0
+
+
+class EraseService:
+    def __init__(self, engine: AsyncEngine, views: ViewService, downloads=None, clock: Callable[[], int] = now_ms):
+        self.engine = engine
+        self.views = views
+        self.downloads = downloads
+        self.clock = clock
+        self._later: set[asyncio.Task] = set()
+
+    async def erase(self, user_id: str, scope: Scope | None, requested_by: str | None) -> dict:
+        """Remove the learner's rows (all scopes, or `scope`), queued events and download files,
+        and the cache entries; record what was removed. Idempotent."""
+        now = self.clock()
+        counts: dict[str, int] = {}
+        paths: list[str] = []
+        try:
+            async with self.engine.begin() as conn:
+                scopes = await self._scopes(conn, user_id, scope)
+                for t in SCOPED_TABLES:
+                    cond = t.c.user_id == user_id if scope is None else where_scope(t, scope)
+                    counts[str(t.name)] = (await conn.execute(sa.delete(t).where(cond))).rowcount
+                counts["event_outbox"] = await outbox.erase(
+                    conn, user_id, *((scope.collection_id, scope.context_id) if scope else ()))
+                if self.downloads is not None:
+                    # Every download holds all the learner's summaries, so any erase removes them.
+                    paths = await self.downloads.erase_files(conn, user_id)
+                counts["download_file"] = len(paths)
+                # Until the cache has dropped these scopes, no process may trust it for them.
+                await add_repairs(conn, scopes, now)
+                await conn.execute(sa.insert(erasure_log).values(
+                    user_id=user_id, erased_at=now, erase_id=uuid.uuid4().hex,
+                    scope=None if scope is None else {"collectionId": scope.collection_id,
+                                                      "contextId": scope.context_id},
+                    counts=counts, requested_by=requested_by))
+        except Exception as e:
+            raise _translate(e) from e
+        if paths:
+            await self.downloads.remove_files(paths)
+        await self._drop_cached(scopes)
+        task = asyncio.create_task(self._drop_later(scopes))
+        self._later.add(task)
+        task.add_done_callback(self._later.discard)
+        return counts
+
+    async def _scopes(self, conn, user_id: str, scope: Scope | None) -> list[Scope]:
+        if scope is not None:
+            return [scope]
+        found: set[Scope] = set()
+        for t in (user_content_consumption, user_activity_agg, enrolment):
+            q = sa.select(t.c.collection_id, t.c.context_id).where(t.c.user_id == user_id).distinct()
+            found |= {Scope(user_id, r[0], r[1]) for r in await conn.execute(q)}
+        return sorted(found, key=lambda s: (s.collection_id, s.context_id))
+
+    async def _drop_cached(self, scopes: list[Scope]) -> None:
+        if not scopes:
+            return
+        if await self.views.cache.invalidate(scopes):
+            try:
+                async with self.engine.begin() as conn:
+                    await remove_repairs(conn, scopes)
+            except Exception as e:  # noqa: BLE001 - the repair loop removes them later
+                log.warning("could not clear cache repairs after an erase: %r", e)
+        else:
+            self.views.cache.degraded = True  # the repair loop drops them when the cache is back
+
+    async def _drop_later(self, scopes: list[Scope]) -> None:
+        await asyncio.sleep(REINVALIDATE_SECONDS)
+        if scopes and not await self.views.cache.invalidate(scopes):
+            self.views.cache.degraded = True
+
+    async def close(self) -> None:
+        for t in list(self._later):
+            t.cancel()
+        await asyncio.gather(*self._later, return_exceptions=True)

@@ -1,0 +1,111 @@
+"""The outbox dispatcher: moves queued events to the sink, each exactly once.
+
+Claim a batch (with a lease) and commit, publish, then delete. A dispatcher that dies between
+publish and delete leaves its claim to expire; the next claimant sees attempts > 1 and asks the
+sink to skip what it already holds (by mid). Any number of dispatchers may run."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ..adapters.db import outbox
+from ..adapters.events import Sink
+from ..clock import now_ms
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF_MS = 60_000
+
+
+def backoff_ms(attempts: int) -> int:
+    return min(MAX_BACKOFF_MS, 100 * 2 ** min(attempts, 20))
+
+
+class OutboxDispatcher:
+    def __init__(self, engine: AsyncEngine, sink: Sink, *, worker_id: str, batch: int = 100,
+                 lease_ms: int = 30_000, poll_seconds: float = 0.2, clock: Callable[[], int] = now_ms):
+        self.engine = engine
+        self.sink = sink
+        self.worker_id = worker_id
+        self.batch = batch
+        self.lease_ms = lease_ms
+        self.poll_seconds = poll_seconds
+        self.clock = clock
+        self.delivered = 0  # counters, for tests and metrics
+        self.failed = 0
+        self._task: asyncio.Task | None = None
+        self._wake = asyncio.Event()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self.run())
+
+    async def close(self) -> None:
+        """Stop the loop. A batch cut off mid-way stays claimed and is re-delivered (deduplicated)
+        once its lease expires. The sink belongs to the caller."""
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    def wake(self) -> None:
+        """New events are queued: skip the poll sleep."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                done = await self.run_once()
+            except Exception as e:  # noqa: BLE001 - the database may be down: keep trying
+                log.warning("outbox round failed: %r", e)
+                done = 0
+            if not done:
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+                except TimeoutError:
+                    pass
+
+    async def run_once(self) -> int:
+        """Deliver one batch. Returns the number of events delivered (0: nothing due, or the
+        sink failed and the batch was released for a later retry)."""
+        claimed_at = self.clock()
+        async with self.engine.begin() as conn:
+            rows = await outbox.claim(conn, self.worker_id, claimed_at, self.lease_ms, self.batch)
+        if not rows:
+            return 0
+        if self.clock() >= claimed_at + self.lease_ms:
+            return 0  # stalled past the lease: another claimant may be publishing these now
+        events = [(r.payload.get("mid") or f"{r.user_id}:{r.event_id}", r.payload) for r in rows]
+        try:
+            await self.sink.publish(events, maybe_written=any(r.attempts > 1 for r in rows))
+        except Exception as e:  # noqa: BLE001 - any sink failure: retry later, never stop the loop
+            self.failed += len(rows)
+            log.warning("event sink failed for %d events (attempt %d): %r", len(rows),
+                        max(r.attempts for r in rows), e)
+            await self._release(rows)
+            return 0
+        try:
+            async with self.engine.begin() as conn:
+                await outbox.delete(conn, [r.key for r in rows], self.worker_id)
+        except Exception as e:  # noqa: BLE001 - delivered; the lease expires and the sink dedups
+            log.warning("could not drop %d delivered events: %r", len(rows), e)
+        self.delivered += len(rows)
+        return len(rows)
+
+    async def _release(self, rows: list[outbox.Claimed]) -> None:
+        by_due: dict[int, list] = defaultdict(list)
+        now = self.clock()
+        for r in rows:
+            by_due[now + backoff_ms(r.attempts)].append(r.key)
+        try:
+            async with self.engine.begin() as conn:
+                for due_at, keys in by_due.items():
+                    await outbox.release(conn, keys, due_at, self.worker_id)
+        except Exception as e:  # noqa: BLE001 - the lease expires instead
+            log.warning("could not release %d events: %r", len(rows), e)

@@ -1,0 +1,99 @@
+"""Per-learner summaries: one per enrolment, or per collection scope consumed without one.
+
+Computed at read time from the scope's live content statuses (the cache: read-after-write)
+with the same rules the worker stores; completion stays as the worker recorded it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ..adapters.db import enrolments as enrol_repo, progress as repo
+from ..adapters.db.engine import reader
+from ..domain.progress import compute, merge_stored
+from ..domain.scope import Scope
+from ..domain.views import ContentView, RowKey
+from .catalog import Catalog
+from .views import ViewService, _translate
+
+
+def _collection_meta(c) -> dict:
+    if c is None:
+        return {}
+    doc = c.document
+    return {"identifier": c.collection_id, "name": doc.get("name"), "logo": doc.get("appIcon"),
+            "leafNodesCount": c.leaf_nodes_count, "description": doc.get("description")}
+
+
+class SummaryService:
+    def __init__(self, engine: AsyncEngine, views: ViewService, catalog: Catalog):
+        self.reader = reader(engine)
+        self.views = views
+        self.catalog = catalog
+
+    async def _rows(self, user_id: str, s: Scope | None):
+        try:
+            async with self.reader.connect() as conn:
+                enrolments = {Scope(r.user_id, r.collection_id, r.context_id): r
+                              for r in await enrol_repo.list_enrolments(conn, user_id, s)}
+                aggs = await repo.load_aggs(conn, user_id, s)
+                consumed = await repo.consumed_scopes(conn, user_id, s)
+        except Exception as e:
+            raise _translate(e) from e
+        return enrolments, aggs, consumed
+
+    async def iter_summaries(self, user_id: str, s: Scope | None = None) -> AsyncIterator[dict]:
+        """Summaries of a learner (all, or of one scope), newest enrolment first."""
+        enrolments, aggs, consumed = await self._rows(user_id, s)
+        scopes = set(enrolments) | set(consumed) | {k for k, a in aggs.items() if a.content_status}
+
+        def order(k: Scope):
+            e = enrolments.get(k)
+            date = e.enrolled_date if e is not None else consumed.get(k) or 0
+            return (-date, k.collection_id, k.context_id)
+
+        for k in sorted(scopes, key=order):
+            yield await self._summary(k, enrolments.get(k), aggs.get(k), consumed.get(k))
+
+    async def list(self, user_id: str) -> list[dict]:
+        return [s async for s in self.iter_summaries(user_id)]
+
+    async def read(self, s: Scope) -> dict | None:
+        async for summary in self.iter_summaries(s.user_id, s):
+            return summary
+        return None
+
+    async def _summary(self, s: Scope, enrolment, agg, first_access: int | None) -> dict:
+        entries = await self.views.read(s, None)
+        collection = await self.catalog.get(s.collection_id)
+        rows = [ContentView(RowKey(s.user_id, s.collection_id, s.context_id, cid), status=e["status"],
+                            last_completed_time=e["lastCompletedTime"]) for cid, e in entries.items()]
+        p = compute(collection, rows)
+        status, progress, completed_on = 0, 0, None
+        if p.collection is not None:
+            a = p.collection
+            if agg is not None:
+                a = merge_stored(a, agg.status, agg.completed_on)
+            if enrolment is not None:
+                a = merge_stored(a, enrolment.status, enrolment.completed_on)
+            status, progress, completed_on = a.status, a.progress, a.completed_on
+        elif agg is not None:  # the catalog forgot it: what the worker last stored
+            status, progress, completed_on = agg.status, agg.progress, agg.completed_on
+        elif rows:
+            status = 1
+        return {
+            "userId": s.user_id,
+            "collectionId": s.collection_id,
+            "contextId": s.context_id,
+            "enrolledDate": enrolment.enrolled_date if enrolment is not None else first_access,
+            "enrolled": enrolment is not None,
+            "active": enrolment.active if enrolment is not None else True,
+            "contentStatus": p.content_status,
+            "assessmentStatus": {},
+            "collection": _collection_meta(collection),
+            "issuedCertificates": list(enrolment.issued_certificates) if enrolment is not None else [],
+            "completedOn": completed_on,
+            "progress": progress,
+            "status": status,
+        }

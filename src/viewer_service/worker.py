@@ -1,0 +1,169 @@
+"""The aggregation loop: recompute the collection progress of every dirty scope.
+
+A view end marks its scope dirty in the same transaction (services/views.py). Workers claim
+dirty scopes with a lease, recompute each from the raw rows under a per-scope lock, write the
+aggregates and the enrolment, queue completion events in that same transaction, and only then
+drop the mark. Any number of workers may run; one that dies leaves leases that expire."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import uuid
+from collections.abc import Callable
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from .adapters.db import outbox, progress as repo
+from .adapters.db.views import load_scope
+from .clock import now_ms
+from .domain.events import completion_events
+from .domain.progress import compute, merge_stored
+from .services.catalog import Catalog
+
+log = logging.getLogger(__name__)
+PURGE_INTERVAL_SECONDS = 60.0
+
+
+class AggregationWorker:
+    def __init__(self, engine: AsyncEngine, catalog: Catalog, *, worker_id: str | None = None,
+                 batch: int = 100, lease_ms: int = 30_000, poll_seconds: float = 0.2,
+                 retry_ms: int = 60_000, clock: Callable[[], int] = now_ms,
+                 on_events: Callable[[], None] | None = None):
+        self.engine = engine
+        self.catalog = catalog
+        self.worker_id = worker_id or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.batch = batch
+        self.lease_ms = lease_ms
+        self.poll_seconds = poll_seconds
+        self.retry_ms = retry_ms
+        self.clock = clock
+        self.on_events = on_events
+        self.recomputed = 0  # counters, for tests and the benchmark
+        self.deferred = 0
+        self._task: asyncio.Task | None = None
+        self._wake = asyncio.Event()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self.run())
+
+    async def close(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                done = await self.run_once()
+            except Exception as e:  # noqa: BLE001 - the database may be down: keep trying
+                log.warning("aggregation round failed: %r", e)
+                done = 0
+            if not done:
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+                except TimeoutError:
+                    pass
+
+    async def run_once(self) -> int:
+        """Claim one batch and recompute it. Returns the number of scopes claimed."""
+        async with self.engine.begin() as conn:
+            claims = await repo.claim(conn, self.worker_id, self.clock(), self.lease_ms, self.batch)
+        emitted = False
+        for c in claims:
+            try:
+                emitted |= await self._recompute(c)
+            except Exception as e:  # noqa: BLE001 - one scope must never stop the others
+                log.warning("recompute of %s failed (attempt %d): %r", c.scope, c.attempts, e)
+                backoff = min(self.retry_ms, 100 * 2 ** min(c.attempts, 20))
+                try:
+                    async with self.engine.begin() as conn:
+                        await repo.defer(conn, c, self.worker_id, self.clock() + backoff)
+                except Exception:  # noqa: BLE001 - the lease expires and another round retries
+                    pass
+        if emitted and self.on_events:
+            self.on_events()
+        return len(claims)
+
+    async def _recompute(self, c: repo.Claim) -> bool:
+        """Recompute one scope; True when it queued events."""
+        s = c.scope
+        collection = await self.catalog.get(s.collection_id)
+        now = self.clock()
+        async with self.engine.begin() as conn:
+            await repo.lock_scope(conn, s)
+            # Read under the lock: a later recompute reads at least what this one read.
+            rows = await load_scope(conn, s)
+            p = compute(collection, rows)
+            if p.collection is None:
+                # Unknown collection: kept, retried later, and at once when it is registered.
+                await repo.defer(conn, c, self.worker_id, now + self.retry_ms)
+                self.deferred += 1
+                return False
+            stored = await repo.load_course_agg(conn, s)
+            root = merge_stored(p.collection, stored.status if stored else None,
+                                stored.completed_on if stored else None)
+            await repo.replace_aggs(conn, s, p, root, now)
+            events = []
+            e = await repo.load_enrolment(conn, s, for_update=True)
+            if e is not None and e.active:
+                mine = merge_stored(root, e.status, e.completed_on)
+                await repo.update_enrolment_progress(conn, s, mine, now)
+                if e.completed_on is None and mine.completed_on is not None:
+                    events = completion_events(s.user_id, s.collection_id, s.context_id, mine.completed_on, now)
+                    await outbox.enqueue(conn, s.user_id, events, now)
+            await repo.finish(conn, c, self.worker_id, now)
+        self.recomputed += 1
+        return bool(events)
+
+
+class Background:
+    """The worker's loops, as `serve` (embedded) or `viewer-service worker` runs them."""
+
+    def __init__(self, worker: AggregationWorker, dispatcher, sink):
+        self.worker, self.dispatcher, self.sink = worker, dispatcher, sink
+
+    async def start(self) -> None:
+        self.dispatcher.start()
+        self.worker.start()
+        self._purge = asyncio.create_task(self._purge_downloads())
+
+    async def _purge_downloads(self) -> None:
+        from .services.downloads import purge_expired
+
+        while True:
+            try:
+                await purge_expired(self.worker.engine, now_ms())
+            except Exception as e:  # noqa: BLE001 - the database may be down: next round
+                log.warning("purging expired downloads failed: %r", e)
+            await asyncio.sleep(PURGE_INTERVAL_SECONDS)
+
+    async def close(self) -> None:
+        self._purge.cancel()
+        await asyncio.gather(self._purge, return_exceptions=True)
+        await self.worker.close()
+        await self.dispatcher.close()
+        await self.sink.close()
+
+
+def build_worker(settings, engine: AsyncEngine, catalog: Catalog) -> Background:
+    from .adapters.events import make_sink
+    from .services.outbox import OutboxDispatcher
+
+    sink = make_sink(settings.event_sink, settings.redis_url, settings.redis_prefix)
+    worker_id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    lease_ms = int(settings.worker_lease_seconds * 1000)
+    dispatcher = OutboxDispatcher(engine, sink, worker_id=worker_id, batch=settings.worker_batch,
+                                  lease_ms=lease_ms, poll_seconds=settings.worker_poll_seconds)
+    worker = AggregationWorker(engine, catalog, worker_id=worker_id, batch=settings.worker_batch,
+                               lease_ms=lease_ms, poll_seconds=settings.worker_poll_seconds,
+                               retry_ms=int(settings.unknown_collection_retry_seconds * 1000),
+                               on_events=dispatcher.wake)
+    return Background(worker, dispatcher, sink)
