@@ -84,6 +84,22 @@ function M.random_update_body(user, contents)
   return M.update_body(user, M.content(math.random(contents)), math.random(0, 100), math.random(0, 3600))
 end
 
+-- A 10-question attempt in the seed's submit form: ASSESS events (V3 telemetry), one per
+-- question, for attempt `attempt` of content 1 of the collection. Times are fixed in the past.
+function M.assess_body(user, attempt, ets)
+  local events = {}
+  for q = 1, 10 do
+    local score = math.random(0, 1)
+    events[q] = '{"eid":"ASSESS","ets":' .. (ets + q) .. ',"ver":"3.0","edata":{"score":' .. score ..
+      ',"duration":' .. math.random(1, 60) .. ',"resvalues":[{"1":"{\\"text\\":\\"answer\\"}"}],' ..
+      '"item":{"id":"do_q' .. q .. '","maxscore":1,"type":"mcq","title":"Question ' .. q ..
+      '","desc":"","params":[{"1":"{\\"text\\":\\"option\\"}"}]}},"context":{"cdata":[]}}'
+  end
+  return '{"request":{"userId":"' .. user .. '","contentId":"' .. M.content(1) .. '","collectionId":"' ..
+    M.COLLECTION .. '","contextId":"' .. M.CONTEXT .. '","attemptId":"' .. attempt ..
+    '","assessmentTs":' .. (ets + 11) .. ',"assessments":[' .. table.concat(events, ",") .. ']}}'
+end
+
 M.headers = { ["Content-Type"] = "application/json" }
 
 function M.post(path, body)
@@ -113,6 +129,7 @@ function M.single_endpoint(name, path, make_body)
   local learners, contents
   init = function(args)
     local o = M.parse(args)
+    M.opts = o
     learners = M.num(o, "learners", 20000)
     contents = M.num(o, "contents", 5)
     M.seed_random(o, tid)

@@ -7,7 +7,7 @@
 For each stack (embedded: SQLite file in a temp dir + in-process cache; postgres: a fresh
 PostgreSQL database + Redis under a fresh key prefix) and each worker count, it starts
 `viewer-service serve` as a subprocess, waits for /health, seeds learners x contents views
-with wrk (bench/seed.lua), warms up, then runs the phases floor, writes, reads, mix
+with wrk (bench/seed.lua), warms up, then runs the phases floor, writes, reads, mix, assess_floor, assess
 (bench/<phase>.lua) `--repeats` times, interleaved, and reports medians and ratios to the floor
 measured in the same server run. Everything it created (server processes, database, Redis keys,
 temp dir) is removed at the end, also on Ctrl-C or failure.
@@ -45,7 +45,9 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 RESULTS = BENCH / "results"
-PHASES = ("floor", "writes", "reads", "mix")
+PHASES = ("floor", "writes", "reads", "mix", "assess_floor", "assess")
+# Each phase is compared with the floor that sends bodies like its own.
+FLOOR_OF = {"assess": "assess_floor", "assess_floor": "assess_floor"}
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 NCPU = os.cpu_count() or 1
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
@@ -762,7 +764,7 @@ def report(args, started: dt.datetime, machine: dict, vers: dict, results: list[
     L.append("Versions: " + ", ".join(f"{k} {v}" for k, v in vers.items()) + ".")
     L.append("")
     L.append(f"Parameters: `wrk -t{args.threads} -c{args.connections} -d{args.duration}s --timeout {args.wrk_timeout}s`, "
-             f"{args.repeats} repeat(s) of floor → writes → reads → mix, interleaved, medians reported; "
+             f"{args.repeats} repeat(s) of floor → writes → reads → mix → assess_floor → assess (assess is compared with assess_floor: the same 10-question bodies to the no-I/O endpoint), interleaved, medians reported; "
              f"warm-up {args.warmup} s per phase; {args.learners:,} learners × {args.contents} contents "
              f"pre-seeded ({args.learners * args.contents:,} started views, then one read per learner); "
              f"mix 70 % update / 10 % start (new learners) / 10 % end / 10 % read; random seed {args.seed}"
@@ -802,6 +804,7 @@ def report(args, started: dt.datetime, machine: dict, vers: dict, results: list[
                 if phase not in s:
                     continue
                 p = s[phase]
+                fl = s.get(FLOOR_OF.get(phase, "floor"))
 
                 def rat(key):
                     return f"{p[key] / fl[key]:.2f}" if fl and fl[key] else "n/a"

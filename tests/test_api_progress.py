@@ -3,7 +3,6 @@ and on PostgreSQL + Redis (the worker runs inside the app in these tests)."""
 
 import asyncio
 
-import pytest
 
 from conftest import wait_until
 from helpers import now_ms

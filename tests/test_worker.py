@@ -2,7 +2,6 @@
 
 import asyncio
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -161,3 +160,25 @@ async def test_redis_stopped_during_writes(client, app, user, redis_server):
         redis_server.start()
     s = await summary(client, user, "course-rd")
     assert (s["contentStatus"], s["status"]) == ({"a": 2, "b": 2}, 2)
+
+
+async def test_a_worker_in_another_process_sees_a_new_collection_at_once(client, app, user):
+    """Its catalog cache still says 'unknown' (or holds the old copy) when a PUT lands elsewhere."""
+    from viewer_service.services.catalog import Catalog
+
+    a = app.state.app
+    other = Catalog(a.views.engine)  # another process's catalog, with its own cache
+    try:
+        w = AggregationWorker(a.views.engine, other)
+        await post(client, "/v1/enrol", userId=user, collectionId="course-xp")
+        await view(client, user, "a", "course-xp")
+        assert await other.get("course-xp") is None  # cached as unknown
+        await put_collection(client, "course-xp", leafNodes=["a", "b"])
+        await drain(app, user, w)
+        assert (await stored_enrolment(app, user, "course-xp")).progress == 50
+        await put_collection(client, "course-xp", leafNodes=["a"])  # the old copy is still cached
+        await drain(app, user, w)
+        assert (await stored_enrolment(app, user, "course-xp")).status == 2
+        assert w.deferred == 0
+    finally:
+        await other.close()

@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1_048_576
     max_progress_details_bytes: int = 65_536
     max_timespent_seconds: float = 86_400
+    max_assess_events: int = 1000
 
     write_batch_max: int = 256
     write_flushers: int = 2

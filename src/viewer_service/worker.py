@@ -15,9 +15,11 @@ from collections.abc import Callable
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .adapters.db import outbox, progress as repo
+from .adapters.db import collections as collections_repo, outbox, progress as repo
 from .adapters.db.views import load_scope
 from .clock import now_ms
+from .loops import PollingLoop
+from .domain.assessments import score_aggregates
 from .domain.events import completion_events
 from .domain.progress import compute, merge_stored
 from .services.catalog import Catalog
@@ -26,11 +28,14 @@ log = logging.getLogger(__name__)
 PURGE_INTERVAL_SECONDS = 60.0
 
 
-class AggregationWorker:
+class AggregationWorker(PollingLoop):
+    name = "aggregation"
+
     def __init__(self, engine: AsyncEngine, catalog: Catalog, *, worker_id: str | None = None,
                  batch: int = 100, lease_ms: int = 30_000, poll_seconds: float = 0.2,
                  retry_ms: int = 60_000, clock: Callable[[], int] = now_ms,
                  on_events: Callable[[], None] | None = None):
+        super().__init__()
         self.engine = engine
         self.catalog = catalog
         self.worker_id = worker_id or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -42,35 +47,6 @@ class AggregationWorker:
         self.on_events = on_events
         self.recomputed = 0  # counters, for tests and the benchmark
         self.deferred = 0
-        self._task: asyncio.Task | None = None
-        self._wake = asyncio.Event()
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self.run())
-
-    async def close(self) -> None:
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    async def run(self) -> None:
-        while True:
-            try:
-                done = await self.run_once()
-            except Exception as e:  # noqa: BLE001 - the database may be down: keep trying
-                log.warning("aggregation round failed: %r", e)
-                done = 0
-            if not done:
-                self._wake.clear()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
-                except TimeoutError:
-                    pass
 
     async def run_once(self) -> int:
         """Claim one batch and recompute it. Returns the number of scopes claimed."""
@@ -99,6 +75,11 @@ class AggregationWorker:
         now = self.clock()
         async with self.engine.begin() as conn:
             await repo.lock_scope(conn, s)
+            # The catalog cache may lag a PUT made in another process by a few seconds: a row
+            # made due by that PUT must not be computed against the older copy.
+            stored_at = await collections_repo.updated_at(conn, s.collection_id)
+            if stored_at is not None and (collection is None or collection.updated_at != stored_at):
+                collection = await collections_repo.load(conn, s.collection_id)
             # Read under the lock: a later recompute reads at least what this one read.
             rows = await load_scope(conn, s)
             p = compute(collection, rows)
@@ -110,7 +91,7 @@ class AggregationWorker:
             stored = await repo.load_course_agg(conn, s)
             root = merge_stored(p.collection, stored.status if stored else None,
                                 stored.completed_on if stored else None)
-            await repo.replace_aggs(conn, s, p, root, now)
+            await repo.replace_aggs(conn, s, p, root, now, score_aggregates(rows))
             events = []
             e = await repo.load_enrolment(conn, s, for_update=True)
             if e is not None and e.active:
@@ -133,20 +114,24 @@ class Background:
     async def start(self) -> None:
         self.dispatcher.start()
         self.worker.start()
+        self._stop = asyncio.Event()
         self._purge = asyncio.create_task(self._purge_downloads())
 
     async def _purge_downloads(self) -> None:
         from .services.downloads import purge_expired
 
-        while True:
+        while not self._stop.is_set():
             try:
                 await purge_expired(self.worker.engine, now_ms())
             except Exception as e:  # noqa: BLE001 - the database may be down: next round
                 log.warning("purging expired downloads failed: %r", e)
-            await asyncio.sleep(PURGE_INTERVAL_SECONDS)
+            try:  # sleep, but stop at once on close (never cancelled mid-transaction)
+                await asyncio.wait_for(self._stop.wait(), PURGE_INTERVAL_SECONDS)
+            except TimeoutError:
+                pass
 
     async def close(self) -> None:
-        self._purge.cancel()
+        self._stop.set()
         await asyncio.gather(self._purge, return_exceptions=True)
         await self.worker.close()
         await self.dispatcher.close()

@@ -15,6 +15,7 @@ from ..adapters.cache.memory import MemoryCache
 from ..adapters.cache.redis import RedisCache
 from ..adapters.db.engine import make_engine
 from ..config import Settings
+from ..services.assessments import AssessmentService
 from ..services.catalog import Catalog
 from ..services.downloads import DownloadService
 from ..services.enrolments import EnrolmentService
@@ -22,7 +23,7 @@ from ..services.erase import EraseService
 from ..services.summaries import SummaryService
 from ..services.views import ViewService
 from ..worker import AggregationWorker, build_worker
-from . import collections, downloads, enrolments, errors, health, summaries, views
+from . import assessments, collections, downloads, enrolments, errors, health, summaries, views
 from .body import install_openapi
 from .auth import AuthError, Authenticator, resolve_user
 from .body_guard import BodyGuard
@@ -42,6 +43,7 @@ class ServiceApp:
     erase: EraseService
     downloads: DownloadService
     worker: AggregationWorker | None = None  # when it runs inside this process
+    assessments: AssessmentService | None = None
 
     def require_privileged(self, request: Request, why: str) -> None:
         principal = self.auth.authenticate(request.headers)  # 401 without a valid token (VIEWER_AUTH=jwt)
@@ -89,7 +91,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         gc.set_threshold(20_000, 20, 20)
         app.state.app = ServiceApp(settings, service, Authenticator(settings), catalog,
                                    EnrolmentService(engine), summaries_, erase, downloads_,
-                                   background.worker if background else None)
+                                   background.worker if background else None,
+                                   AssessmentService(engine, service, catalog,
+                                                     max_events=settings.max_assess_events))
         try:
             yield
         finally:
@@ -111,7 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     install_openapi(app)
     # Routes go on the app itself: an included router adds a matching layer to every request.
-    for router in (views.router, collections.router, enrolments.router, summaries.router, downloads.router,
+    for router in (views.router, assessments.router, collections.router, enrolments.router, summaries.router, downloads.router,
                    health.router):
         for route in router.routes:
             app.router.routes.append(route)

@@ -42,6 +42,8 @@ API_IDS = _ApiIds({
     "/v1/view/update": "api.view.update",
     "/v1/view/end": "api.view.end",
     "/v1/view/read": "api.view.read",
+    "/v1/assessment/submit": "api.assessment.submit",
+    "/v1/assessment/read": "api.assessment.read",
     "/v1/enrol": "api.enrol",
     "/v1/unenrol": "api.unenrol",
     "/v1/certificate/issued": "api.certificate.issued",

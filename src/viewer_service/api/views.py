@@ -7,7 +7,7 @@ import asyncio
 from fastapi import APIRouter, Request
 
 from ..domain.errors import DomainError
-from ..domain.scope import resolve_scope
+from ..domain.scope import Scope, resolve_scope
 from ..domain.views import End, RowKey, Start, Update
 from .body import documented, parse
 from .envelope import envelope
@@ -58,14 +58,16 @@ async def end(request: Request):
     body = await parse(request, EndRequest)
     b = body.request
     key, ts = _key(request, b)
-    await request.app.state.app.views.write(End(key, ts, b.progressDetails, _timespent(request, b.timespent)))
+    app = request.app.state.app
+    await app.views.write(End(key, ts, b.progressDetails, _timespent(request, b.timespent)))
+    if app.worker is not None:
+        app.worker.wake()  # an in-process worker recomputes now instead of at its next poll
     return envelope("api.view.end", {b.contentId: "Progress ended"}, msgid=_msgid(request, body))
 
 
-@router.post("/read", openapi_extra=documented(ReadRequest), summary="Read contents' status and progress (reflects every acknowledged write)")
-async def read(request: Request):
-    body = await parse(request, ReadRequest)
-    b = body.request
+async def read_entries(request: Request, b) -> tuple[str, Scope, bool, list[str], dict[str, dict]]:
+    """The live entries a read names: (user, scope, one scope per content?, content ids, entries).
+    Shared by view/read and assessment/read."""
     app = request.app.state.app
     if b.contentId is None and b.collectionId is None:
         raise DomainError("give contentId, or a collectionId to read all its contents", "request.contentId")
@@ -83,6 +85,19 @@ async def read(request: Request):
     else:
         entries = await app.views.read(scope, b.contentId)
         ids = list(dict.fromkeys(b.contentId)) if b.contentId else sorted(entries)
+    return user, scope, multi, ids, entries
+
+
+def read_result(user: str, scope: Scope, multi: bool, context_id: str | None, contents: list) -> dict:
+    return {"userId": user, "collectionId": None if multi else scope.collection_id,
+            "contextId": context_id if multi else scope.context_id, "contents": contents}
+
+
+@router.post("/read", openapi_extra=documented(ReadRequest), summary="Read contents' status and progress (reflects every acknowledged write)")
+async def read(request: Request):
+    body = await parse(request, ReadRequest)
+    b = body.request
+    user, scope, multi, ids, entries = await read_entries(request, b)
     contents = []
     for cid in ids:
         e = entries.get(cid)
@@ -93,9 +108,9 @@ async def read(request: Request):
             "progressDetails": e["progressDetails"] if e else None,
             "lastAccessTime": e["lastAccessTime"] if e else None,
             "lastCompletedTime": e["lastCompletedTime"] if e else None,
-            "score": None,
-            "max_score": None,
+            # .get: entries cached before assessments existed have no score.
+            "score": e.get("score") if e else None,
+            "max_score": e.get("max_score") if e else None,
         })
-    result = {"userId": user, "collectionId": None if multi else scope.collection_id,
-              "contextId": b.contextId if multi else scope.context_id, "contents": contents}
-    return envelope("api.view.read", result, msgid=_msgid(request, body))
+    return envelope("api.view.read", read_result(user, scope, multi, b.contextId, contents),
+                    msgid=_msgid(request, body))

@@ -9,6 +9,7 @@ import uuid
 from dataclasses import dataclass
 
 CERT_ISSUE = "cert-issue"
+CERT_REISSUE = "cert-reissue"
 ENROL_COMPLETE = "enrol-complete"
 
 # Fixed forever: changing it changes every mid, and consumers would see re-deliveries as new.
@@ -43,16 +44,11 @@ def completion_event_id(kind: str, collection_id: str, context_id: str, complete
     return f"{kind}:{len(collection_id)}:{collection_id}:{context_id}:{completed_on}"
 
 
-def completion_events(user_id: str, collection_id: str, context_id: str, completed_on: int,
-                      now_ms: int) -> list[OutboxEvent]:
-    """The events of an enrolment's first completion: [cert-issue, enrol-complete].
-    Sunbird's batchId is our context id, its courseId our collection id; ets is `now_ms`."""
-    ids = {k: fact_uuid(user_id, collection_id, context_id, k, completed_on) for k in (CERT_ISSUE, ENROL_COMPLETE)}
-    audit_uuid = lambda role: fact_uuid(user_id, collection_id, context_id, ENROL_COMPLETE, completed_on, role)  # noqa: E731
-    cert = {
+def _cert_request(user_id: str, collection_id: str, context_id: str, mid_uuid: str, now_ms: int) -> dict:
+    return {
         "eid": "BE_JOB_REQUEST",
         "ets": now_ms,
-        "mid": f"LP.{now_ms}.{ids[CERT_ISSUE]}",
+        "mid": f"LP.{now_ms}.{mid_uuid}",
         "actor": {"id": "Course Certificate Generator", "type": "System"},
         "context": {"pdata": {"ver": "1.0", "id": "org.sunbird.platform"}},
         "object": {"id": f"{context_id}_{collection_id}", "type": "CourseCertificateGeneration"},
@@ -66,6 +62,25 @@ def completion_events(user_id: str, collection_id: str, context_id: str, complet
             "courseId": collection_id,
         },
     }
+
+
+def cert_reissue_event(user_id: str, collection_id: str, context_id: str, content_id: str, attempt_id: str,
+                       version: int, now_ms: int) -> OutboxEvent:
+    """A certificate re-evaluation request after the best score of `content_id` changed: Sunbird's
+    assessment-aggregator shape (cert-issue plus edata.attemptId). One fact per row `version`."""
+    fid = fact_uuid(user_id, collection_id, context_id, content_id, CERT_REISSUE, version)
+    payload = _cert_request(user_id, collection_id, context_id, fid, now_ms)
+    payload["edata"]["attemptId"] = attempt_id
+    return event(CERT_REISSUE, f"{CERT_REISSUE}:{fid}", payload, collection_id, context_id)
+
+
+def completion_events(user_id: str, collection_id: str, context_id: str, completed_on: int,
+                      now_ms: int) -> list[OutboxEvent]:
+    """The events of an enrolment's first completion: [cert-issue, enrol-complete].
+    Sunbird's batchId is our context id, its courseId our collection id; ets is `now_ms`."""
+    ids = {k: fact_uuid(user_id, collection_id, context_id, k, completed_on) for k in (CERT_ISSUE, ENROL_COMPLETE)}
+    audit_uuid = lambda role: fact_uuid(user_id, collection_id, context_id, ENROL_COMPLETE, completed_on, role)  # noqa: E731
+    cert = _cert_request(user_id, collection_id, context_id, ids[CERT_ISSUE], now_ms)
     audit = {
         "actor": {"id": user_id, "type": "User"},
         "eid": "AUDIT",

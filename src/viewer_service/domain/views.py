@@ -41,6 +41,12 @@ class ContentView:
     last_completed_time: int | None = None
     last_updated_time: int | None = None
     version: int = 0
+    # The best assessment attempt of this content (domain/assessments.py), kept on the row so
+    # that the cache entry, and so every read, carries it.
+    best_score: float | None = None
+    best_max_score: float | None = None
+    best_attempt_id: str | None = None
+    attempts: int = 0
 
 
 @dataclass(frozen=True, slots=True)

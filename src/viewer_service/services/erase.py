@@ -12,8 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..adapters.db import outbox
 from ..adapters.db.progress import where_scope
-from ..adapters.db.tables import (cache_repair, enrolment, erasure_log, scope_dirty, user_activity_agg,
-                                  user_content_consumption)
+from ..adapters.db.tables import (assessment_aggregator, cache_repair, enrolment, erasure_log, scope_dirty,
+                                  user_activity_agg, user_content_consumption)
 from ..adapters.db.views import add_repairs, remove_repairs
 from ..clock import now_ms
 from ..domain.scope import Scope
@@ -21,8 +21,9 @@ from .views import ViewService, _translate
 
 log = logging.getLogger(__name__)
 
-# Tables keyed by learner scope, erased row for row. The assessments tables join this list.
-SCOPED_TABLES = [user_content_consumption, user_activity_agg, enrolment, scope_dirty, cache_repair]
+# Tables keyed by learner scope, erased row for row.
+SCOPED_TABLES = [user_content_consumption, assessment_aggregator, user_activity_agg, enrolment, scope_dirty,
+                 cache_repair]
 # A cache fill that read the database just before the erase may land just after it: drop the
 # scopes from the cache once more after this delay.
 REINVALIDATE_SECONDS = 2.0

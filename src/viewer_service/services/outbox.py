@@ -6,7 +6,6 @@ sink to skip what it already holds (by mid). Any number of dispatchers may run."
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Callable
@@ -16,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ..adapters.db import outbox
 from ..adapters.events import Sink
 from ..clock import now_ms
+from ..loops import PollingLoop
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +26,12 @@ def backoff_ms(attempts: int) -> int:
     return min(MAX_BACKOFF_MS, 100 * 2 ** min(attempts, 20))
 
 
-class OutboxDispatcher:
+class OutboxDispatcher(PollingLoop):
+    name = "outbox"
+
     def __init__(self, engine: AsyncEngine, sink: Sink, *, worker_id: str, batch: int = 100,
                  lease_ms: int = 30_000, poll_seconds: float = 0.2, clock: Callable[[], int] = now_ms):
+        super().__init__()
         self.engine = engine
         self.sink = sink
         self.worker_id = worker_id
@@ -38,38 +41,6 @@ class OutboxDispatcher:
         self.clock = clock
         self.delivered = 0  # counters, for tests and metrics
         self.failed = 0
-        self._task: asyncio.Task | None = None
-        self._wake = asyncio.Event()
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self.run())
-
-    async def close(self) -> None:
-        """Stop the loop. A batch cut off mid-way stays claimed and is re-delivered (deduplicated)
-        once its lease expires. The sink belongs to the caller."""
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-
-    def wake(self) -> None:
-        """New events are queued: skip the poll sleep."""
-        self._wake.set()
-
-    async def run(self) -> None:
-        while True:
-            try:
-                done = await self.run_once()
-            except Exception as e:  # noqa: BLE001 - the database may be down: keep trying
-                log.warning("outbox round failed: %r", e)
-                done = 0
-            if not done:
-                self._wake.clear()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
-                except TimeoutError:
-                    pass
 
     async def run_once(self) -> int:
         """Deliver one batch. Returns the number of events delivered (0: nothing due, or the

@@ -90,7 +90,9 @@ class SummaryService:
             "enrolled": enrolment is not None,
             "active": enrolment.active if enrolment is not None else True,
             "contentStatus": p.content_status,
-            "assessmentStatus": {},
+            # From the live entries, like contentStatus: read-after-write.
+            "assessmentStatus": {cid: {"score": e["score"], "max_score": e.get("max_score")}
+                                 for cid, e in entries.items() if e.get("score") is not None},
             "collection": _collection_meta(collection),
             "issuedCertificates": list(enrolment.issued_certificates) if enrolment is not None else [],
             "completedOn": completed_on,

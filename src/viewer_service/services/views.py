@@ -35,6 +35,9 @@ def read_entry(v: ContentView) -> dict:
         "progressDetails": v.progress_details,
         "lastAccessTime": v.last_access_time,
         "lastCompletedTime": v.last_completed_time,
+        "score": v.best_score,  # the best attempt's (domain/assessments.py)
+        "max_score": v.best_max_score,
+        "attempts": v.attempts,
     }
 
 
@@ -62,13 +65,14 @@ class ViewService:
         self._recording = 0
 
     async def start(self) -> None:
+        self._closing = asyncio.Event()
         self._writes.start()
         self._repair_task = asyncio.create_task(self._repair_loop())
 
     async def close(self) -> None:
         await self._writes.close()
         if self._repair_task:
-            self._repair_task.cancel()
+            self._closing.set()
             await asyncio.gather(self._repair_task, return_exceptions=True)
 
     # -- writes ---------------------------------------------------------------
@@ -188,8 +192,12 @@ class ViewService:
         return False  # look again next round before trusting the cache
 
     async def _repair_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._repair_interval)
+        while not self._closing.is_set():
+            try:  # sleep, but stop at once on close (never cancelled mid-transaction)
+                await asyncio.wait_for(self._closing.wait(), self._repair_interval)
+                return
+            except TimeoutError:
+                pass
             try:
                 await self.repair()
             except Exception as e:  # noqa: BLE001

@@ -52,3 +52,7 @@ async def structure(conn: AsyncConnection, collection_id: str) -> tuple | None:
     r = (await conn.execute(sa.select(t.c.leaf_ids, t.c.required_leaf_ids, t.c.units)
                             .where(t.c.collection_id == collection_id))).first()
     return None if r is None else tuple(r)
+
+
+async def updated_at(conn: AsyncConnection, collection_id: str) -> int | None:
+    return (await conn.execute(sa.select(t.c.updated_at).where(t.c.collection_id == collection_id))).scalar()

@@ -78,21 +78,23 @@ async def load_course_agg(conn: AsyncConnection, s: Scope):
                                                     agg.c.activity_id == s.collection_id))).first()
 
 
-def _agg_row(s: Scope, kind: str, activity_id: str, a: ActivityProgress, status_map: dict, now_ms: int) -> dict:
+def _agg_row(s: Scope, kind: str, activity_id: str, a: ActivityProgress, status_map: dict, now_ms: int,
+             scores: dict | None = None) -> dict:
     return {
         "user_id": s.user_id, "collection_id": s.collection_id, "context_id": s.context_id,
         "activity_type": kind, "activity_id": activity_id,
-        "aggregates": {"completedCount": a.completed_count, "leafNodesCount": a.required_count},
+        "aggregates": {"completedCount": a.completed_count, "leafNodesCount": a.required_count, **(scores or {})},
         "content_status": status_map,
-        "agg_last_updated": {"completedCount": now_ms},
+        "agg_last_updated": {"completedCount": now_ms, **{k: now_ms for k in scores or {}}},
         "progress": a.progress, "status": a.status, "completed_on": a.completed_on, "updated_at": now_ms,
     }
 
 
 async def replace_aggs(conn: AsyncConnection, s: Scope, p: ScopeProgress, root: ActivityProgress,
-                       now_ms: int) -> None:
-    """The scope's aggregates, replaced whole: recomputed from the raw rows, never patched."""
-    rows = [_agg_row(s, COURSE, s.collection_id, root, p.content_status, now_ms)]
+                       now_ms: int, scores: dict | None = None) -> None:
+    """The scope's aggregates, replaced whole: recomputed from the raw rows, never patched. Progress
+    and `scores` (score:<cid>, ...) come from the same rows, so neither can wipe the other."""
+    rows = [_agg_row(s, COURSE, s.collection_id, root, p.content_status, now_ms, scores)]
     for unit, a in p.units.items():
         if unit != s.collection_id:
             rows.append(_agg_row(s, UNIT, unit, a, {}, now_ms))

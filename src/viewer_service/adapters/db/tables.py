@@ -28,6 +28,30 @@ user_content_consumption = sa.Table(
     sa.Column("last_completed_time", sa.BigInteger),
     sa.Column("last_updated_time", sa.BigInteger, nullable=False),
     sa.Column("version", sa.BigInteger, nullable=False),
+    # Assessments (0004): the best attempt and the attempt count, columns in ContentView's order.
+    sa.Column("best_score", sa.Float),
+    sa.Column("best_max_score", sa.Float),
+    sa.Column("best_attempt_id", Id),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+)
+
+# One row per assessment attempt (Sunbird's assessment_aggregator). questions: the scored
+# questions, [{id, score, max_score, type, title, description, resvalues, params, duration, assess_ts}].
+assessment_aggregator = sa.Table(
+    "assessment_aggregator",
+    metadata,
+    sa.Column("user_id", Id, primary_key=True),
+    sa.Column("collection_id", Id, primary_key=True),
+    sa.Column("context_id", Id, primary_key=True),
+    sa.Column("content_id", Id, primary_key=True),
+    sa.Column("attempt_id", Id, primary_key=True),
+    sa.Column("created_on", sa.BigInteger, nullable=False),
+    sa.Column("updated_on", sa.BigInteger, nullable=False),
+    sa.Column("last_attempted_on", sa.BigInteger, nullable=False),  # the attempt's assessmentTs
+    sa.Column("total_score", sa.Float, nullable=False),
+    sa.Column("total_max_score", sa.Float, nullable=False),
+    sa.Column("grand_total", sa.String(64), nullable=False),
+    sa.Column("questions", Json, nullable=False),
 )
 
 # A scope whose collection progress must be recomputed. Written in the same transaction
@@ -112,7 +136,7 @@ user_activity_agg = sa.Table(
     sa.Column("context_id", Id, primary_key=True),
     sa.Column("activity_type", sa.String(32), primary_key=True),
     sa.Column("activity_id", Id, primary_key=True),
-    sa.Column("aggregates", Json, nullable=False),  # completedCount, leafNodesCount; scores later
+    sa.Column("aggregates", Json, nullable=False),  # completedCount, leafNodesCount, score:<cid>, ...
     sa.Column("content_status", Json, nullable=False),
     sa.Column("agg_last_updated", Json, nullable=False),
     sa.Column("progress", sa.SmallInteger, nullable=False),

@@ -1,0 +1,65 @@
+"""Repository for assessment attempts (table assessment_aggregator)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ...domain.assessments import ScoredAttempt, StoredAttempt
+from ...domain.scope import Scope
+from ...domain.views import RowKey
+from .tables import assessment_aggregator as aa
+from .views import ConcurrentInsert, _insert
+
+
+def _content_where(k: RowKey):
+    return sa.and_(aa.c.user_id == k.user_id, aa.c.collection_id == k.collection_id,
+                   aa.c.context_id == k.context_id, aa.c.content_id == k.content_id)
+
+
+async def load_attempts(conn: AsyncConnection, k: RowKey) -> dict[str, StoredAttempt]:
+    q = sa.select(aa.c.attempt_id, aa.c.last_attempted_on, aa.c.total_score, aa.c.total_max_score).where(
+        _content_where(k))
+    return {r[0]: StoredAttempt(*r) for r in await conn.execute(q)}
+
+
+def _values(a: ScoredAttempt, now_ms: int) -> dict:
+    return {"updated_on": now_ms, "last_attempted_on": a.assessment_ts, "total_score": a.total_score,
+            "total_max_score": a.total_max_score, "grand_total": a.grand_total,
+            "questions": [q.as_json() for q in a.questions]}
+
+
+async def insert_attempts(conn: AsyncConnection, k: RowKey, attempts: Sequence[ScoredAttempt], now_ms: int) -> None:
+    if not attempts:
+        return
+    keys = {"user_id": k.user_id, "collection_id": k.collection_id, "context_id": k.context_id,
+            "content_id": k.content_id}
+    params = [{**keys, "attempt_id": a.attempt_id, "created_on": now_ms, **_values(a, now_ms)} for a in attempts]
+    stmt = _insert(conn, aa).on_conflict_do_nothing().returning(aa.c.attempt_id)
+    if len((await conn.execute(stmt, params)).all()) != len(attempts):
+        raise ConcurrentInsert()  # another submit stored it first: start over on fresh rows
+
+
+async def replace_attempts(conn: AsyncConnection, k: RowKey, attempts: Sequence[ScoredAttempt], now_ms: int) -> None:
+    """Overwrite stored attempts (created_on kept); each only if still older than the new one."""
+    for a in attempts:
+        done = await conn.execute(sa.update(aa).where(
+            _content_where(k), aa.c.attempt_id == a.attempt_id, aa.c.last_attempted_on < a.assessment_ts,
+        ).values(_values(a, now_ms)))
+        if done.rowcount != 1:
+            raise ConcurrentInsert()
+
+
+async def attempt_details(conn: AsyncConnection, s: Scope, content_ids: Sequence[str] | None) -> dict[str, list]:
+    """The attempts of a scope's contents (all when None), oldest first."""
+    q = sa.select(aa.c.content_id, aa.c.attempt_id, aa.c.total_score, aa.c.total_max_score, aa.c.grand_total,
+                  aa.c.last_attempted_on).where(
+        aa.c.user_id == s.user_id, aa.c.collection_id == s.collection_id, aa.c.context_id == s.context_id)
+    if content_ids is not None:
+        q = q.where(aa.c.content_id.in_(list(content_ids)))
+    out: dict[str, list] = {}
+    for r in await conn.execute(q.order_by(aa.c.content_id, aa.c.last_attempted_on, aa.c.attempt_id)):
+        out.setdefault(r.content_id, []).append(r)
+    return out

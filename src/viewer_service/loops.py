@@ -1,0 +1,63 @@
+"""A background loop that polls for work: the aggregation worker and the event dispatcher."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+log = logging.getLogger(__name__)
+
+
+class PollingLoop:
+    """Runs `run_once()` back to back while it finds work, else sleeps `poll_seconds` or until
+    `wake()`. A failing round (the database is down) is logged and retried; never fatal."""
+
+    poll_seconds: float = 0.2
+    name = "loop"
+
+    def __init__(self) -> None:
+        self._task: asyncio.Task | None = None
+        self._wake = asyncio.Event()
+        self._stopping = False
+
+    async def run_once(self) -> int:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self.run())
+
+    async def close(self, grace_seconds: float = 10.0) -> None:
+        """Stop after the current round. Cancelling a round mid-transaction could leave a SQLite
+        connection holding the write lock; a round that outlives the grace is cancelled anyway
+        (its claims are taken again once their lease expires)."""
+        if self._task:
+            self._stopping = True
+            self.wake()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), grace_seconds)
+            except (TimeoutError, asyncio.CancelledError):
+                self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    def wake(self) -> None:
+        """New work is queued: skip the poll sleep."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        while not self._stopping:
+            try:
+                done = await self.run_once()
+            except Exception as e:  # noqa: BLE001 - the database may be down: keep trying
+                log.warning("%s round failed: %r", self.name, e)
+                done = 0
+            if not done and not self._stopping:
+                self._wake.clear()
+                try:
+                    # Not wait_for: on 3.11 it swallows a cancel that races a wake(), and
+                    # close() then waits forever on a loop that keeps running.
+                    async with asyncio.timeout(self.poll_seconds):
+                        await self._wake.wait()
+                except TimeoutError:
+                    pass

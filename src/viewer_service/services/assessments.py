@@ -1,0 +1,176 @@
+"""Assessment use cases: submit attempts (one transaction), read attempt details (docs/assessments.md).
+
+The best attempt lives on the consumption row, written with a new version and put in the scope
+cache like any view write: reads of scores are read-after-write through the same mechanism."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ..adapters.db import assessments as repo, outbox, views as views_repo
+from ..adapters.db.progress import load_enrolment
+from ..clock import now_ms
+from ..domain.assessments import (ContentNotInCollection, InvalidEvent, ScoredAttempt, StoredAttempt, TooManyEvents,
+                                  best_attempt, cdata_attempt_id, derived_attempt_id, parse_event, replaces,
+                                  score_attempt)
+from ..domain.events import cert_reissue_event
+from ..domain.scope import Scope
+from ..domain.views import ContentView, RowKey, Start, apply, next_version
+from .catalog import Catalog
+from .views import MIN_TS, ViewService, _retryable, _translate
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptInput:
+    key: RowKey
+    attempt_id: str | None  # as the request gave it
+    assessment_ts: int | None  # checked already; None: the latest event time
+    events: Sequence[Any]  # raw ASSESS events
+    field: str  # where the events are in the request, for error messages
+    content_field: str = "request.contentId"
+
+
+@dataclass(frozen=True, slots=True)
+class _Scored:
+    key: RowKey
+    attempt: ScoredAttempt
+
+
+class AssessmentService:
+    def __init__(self, engine: AsyncEngine, views: ViewService, catalog: Catalog, *, max_events: int,
+                 clock: Callable[[], int] = now_ms):
+        self.engine = engine
+        self.views = views
+        self.catalog = catalog
+        self.max_events = max_events
+        self.clock = clock
+
+    # -- submit ---------------------------------------------------------------
+
+    def _score(self, i: AttemptInput) -> _Scored:
+        if not i.events:
+            raise InvalidEvent("an attempt needs at least one ASSESS event", i.field)
+        if len(i.events) > self.max_events:
+            raise TooManyEvents(f"an attempt may hold at most {self.max_events} events", i.field)
+        max_ts = self.clock() + self.views.max_skew_ms
+        questions = [parse_event(e, f"{i.field}.{n}", MIN_TS, max_ts) for n, e in enumerate(i.events)]
+        k = i.key
+        attempt_id = (i.attempt_id or cdata_attempt_id(i.events, i.field)
+                      or derived_attempt_id(k.user_id, k.collection_id, k.context_id, k.content_id, questions))
+        ts = i.assessment_ts if i.assessment_ts is not None else max(q.assess_ts for q in questions)
+        return _Scored(k, score_attempt(attempt_id, ts, questions))
+
+    async def _check_leaves(self, inputs: Sequence[AttemptInput]) -> None:
+        for i in inputs:
+            k = i.key
+            if k.collection_id == k.content_id:
+                continue  # a content consumed on its own: no collection to belong to
+            c = await self.catalog.get(k.collection_id)
+            if c is not None and k.content_id not in c.leaf_nodes:
+                raise ContentNotInCollection(
+                    f"content {k.content_id!r} is not a leaf of collection {k.collection_id!r}", i.content_field)
+
+    async def submit(self, inputs: Sequence[AttemptInput]) -> bool:
+        """Validate, score and store the attempts; True when anything changed.
+        Raises DomainError (nothing stored) for invalid input."""
+        scored = [self._score(i) for i in inputs]
+        await self._check_leaves(inputs)
+        touched = await self._commit(scored)
+        await self.views._cache_put(touched)
+        return bool(touched)
+
+    async def _commit(self, scored: Sequence[_Scored]) -> list[ContentView]:
+        for attempt in range(10):
+            try:
+                return await self._commit_once(scored)
+            except Exception as e:
+                if attempt == 9 or not _retryable(e):
+                    raise _translate(e) from e
+                await asyncio.sleep(0.001 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    async def _commit_once(self, scored: Sequence[_Scored]) -> list[ContentView]:
+        now = self.clock()
+        by_key: dict[RowKey, list[ScoredAttempt]] = {}
+        for s in scored:
+            by_key.setdefault(s.key, []).append(s.attempt)
+        created, updated, events = [], [], []
+        enrolled: dict[Scope, bool] = {}
+        async with self.engine.begin() as conn:
+            # The consumption row's lock serialises every submit for that content.
+            rows = await views_repo.lock_rows(conn, by_key)
+            for key in sorted(by_key, key=lambda k: (k.collection_id, k.context_id, k.content_id)):
+                stored = await repo.load_attempts(conn, key)
+                fresh, replaced = _decide(stored, by_key[key])
+                if not fresh and not replaced:
+                    continue  # stale or identical: nothing changes, no attempt counted
+                await repo.insert_attempts(conn, key, fresh, now)
+                await repo.replace_attempts(conn, key, replaced, now)
+                old = rows.get(key)
+                new = _with_best(old, key, stored, [*fresh, *replaced], now)
+                (updated if old is not None else created).append(new)
+                before = (old.best_score, old.best_max_score) if old is not None else (None, None)
+                if before != (new.best_score, new.best_max_score):
+                    s = key.scope
+                    if s not in enrolled:
+                        e = await load_enrolment(conn, s)
+                        enrolled[s] = e is not None and e.active
+                    if enrolled[s]:
+                        events.append(cert_reissue_event(s.user_id, s.collection_id, s.context_id, key.content_id,
+                                                         new.best_attempt_id, new.version, now))
+            await views_repo.insert_rows(conn, created)
+            await views_repo.update_rows(conn, updated)
+            touched = [*created, *updated]
+            # Same transaction: the worker recomputes the scope's aggregates with the new scores.
+            await views_repo.mark_dirty(conn, {v.key.scope for v in touched}, now)
+            for user in {e.payload["edata"]["userIds"][0] for e in events}:
+                await outbox.enqueue(conn, user, [e for e in events if e.payload["edata"]["userIds"][0] == user], now)
+        return touched
+
+    # -- read -----------------------------------------------------------------
+
+    async def attempt_details(self, scope: Scope, content_ids: Sequence[str] | None) -> dict[str, list[dict]]:
+        try:
+            async with self.views.reader.connect() as conn:
+                found = await repo.attempt_details(conn, scope, content_ids)
+        except Exception as e:
+            raise _translate(e) from e
+        return {cid: [{"attemptId": r.attempt_id, "score": r.total_score, "max_score": r.total_max_score,
+                       "grand_total": r.grand_total, "lastAttemptedOn": r.last_attempted_on} for r in rows]
+                for cid, rows in found.items()}
+
+
+def _decide(stored: dict[str, StoredAttempt], incoming: Sequence[ScoredAttempt]):
+    """Split the request's attempts into new and replacing ones (Sunbird's strictly-newer rule);
+    `stored` is updated to what will be stored."""
+    fresh: dict[str, ScoredAttempt] = {}
+    replaced: dict[str, ScoredAttempt] = {}
+    for a in incoming:
+        if not replaces(stored.get(a.attempt_id), a.assessment_ts):
+            continue
+        if a.attempt_id in fresh or a.attempt_id not in stored:
+            fresh[a.attempt_id] = a
+        else:
+            replaced[a.attempt_id] = a
+        stored[a.attempt_id] = StoredAttempt(a.attempt_id, a.assessment_ts, a.total_score, a.total_max_score)
+    return list(fresh.values()), list(replaced.values())
+
+
+def _with_best(old: ContentView | None, key: RowKey, stored: dict[str, StoredAttempt],
+               written: list[ScoredAttempt], now: int) -> ContentView:
+    """The consumption row after the attempts: created as a started view when missing."""
+    ts = max(a.assessment_ts for a in written)
+    if old is None:
+        base = apply(None, Start(key, ts), now)
+    else:
+        last = ts if old.last_access_time is None else max(old.last_access_time, ts)
+        base = replace(old, last_access_time=last, last_updated_time=now,
+                       version=next_version(old.version, now * 1000))
+    best = best_attempt(stored.values())
+    return replace(base, best_score=best.total_score, best_max_score=best.total_max_score,
+                   best_attempt_id=best.attempt_id, attempts=len(stored))
