@@ -2,10 +2,4 @@
 -- pre-seeded learner. Every request is a new attempt: one attempt row, a new best-score check.
 --   wrk -t1 -c64 -d15s -s bench/assess.lua http://127.0.0.1:8080 -- learners=20000 seed=1 tag=a1
 local dir = string.match(debug.getinfo(1, "S").source, "^@(.*/)") or "./"
-local c = dofile(dir .. "common.lua")
-local k, tag = 0, nil
-c.single_endpoint("assess", "/v1/assessment/submit", function(user, contents)
-  k = k + 1
-  tag = tag or c.opts.tag or "x"
-  return c.assess_body(user, "att_" .. tag .. "_" .. tid .. "_" .. k, 1700000000000 + k * 100)
-end)
+dofile(dir .. "common.lua").assess_phase("assess", "/v1/assessment/submit")

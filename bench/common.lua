@@ -100,6 +100,16 @@ function M.assess_body(user, attempt, ets)
     '","assessmentTs":' .. (ets + 11) .. ',"assessments":[' .. table.concat(events, ",") .. ']}}'
 end
 
+-- A one-endpoint phase whose every request is a new 10-question attempt (assess.lua and its floor).
+function M.assess_phase(name, path)
+  local k = 0
+  M.single_endpoint(name, path, function(user, contents)
+    k = k + 1
+    local attempt = "att_" .. (M.opts.tag or "x") .. "_" .. tid .. "_" .. k
+    return M.assess_body(user, attempt, 1700000000000 + k * 100)
+  end)
+end
+
 M.headers = { ["Content-Type"] = "application/json" }
 
 function M.post(path, body)
