@@ -66,7 +66,7 @@ async def test_seed_form_submit_is_read_after_write_everywhere(client, app, user
     [c] = body["result"]["contents"]
     assert (c["score"], c["max_score"], c["status"]) == (1.33, 3.0, 1)  # created as a started view
     s = await summary(client, user, "course-s", "batch-s")
-    assert s["assessmentStatus"] == {"quiz": {"score": 1.33, "max_score": 3.0}}
+    assert s["assessmentStatus"] == {"quiz": {"score": 1.33, "max_score": 3.0, "carried": False}}
     assert s["contentStatus"] == {"quiz": 1}
     [row] = await attempts_stored(app, user)
     assert (row.total_score, row.total_max_score, row.grand_total, row.last_attempted_on) == (1.33, 3.0, "1.33/3.0",
@@ -236,7 +236,7 @@ async def test_score_and_progress_aggregates_merge_never_wipe(client, app, user)
     agg = await course_agg()
     assert agg["completedCount"] == 2 and agg["score:q1"] == 3.0 and agg["attempts_count:q2"] == 1
     s = await summary(client, user, "course-m")
-    assert s["assessmentStatus"] == {"q1": {"score": 3.0, "max_score": 4.0}, "q2": {"score": 1.0, "max_score": 2.0}}
+    assert s["assessmentStatus"] == {"q1": {"score": 3.0, "max_score": 4.0, "carried": False}, "q2": {"score": 1.0, "max_score": 2.0, "carried": False}}
     assert s["contentStatus"] == {"a": 2, "q1": 2, "q2": 1}
 
 

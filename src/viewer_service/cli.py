@@ -1,4 +1,4 @@
-"""`viewer-service serve | worker | db upgrade`."""
+"""`viewer-service serve | worker | db upgrade | db migrate-mode`."""
 
 from __future__ import annotations
 
@@ -24,18 +24,48 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     if settings.is_sqlite or args.migrate:
         upgrade(settings.database_url)
+    mismatch = _mode_mismatch(settings)
+    if mismatch:
+        print(f"viewer-service: {mismatch}", file=sys.stderr)
+        return 2
     uvicorn.run("viewer_service.api.app:create_app", factory=True, host=args.host, port=args.port,
                 workers=args.workers, log_level=args.log_level, access_log=False)
     return 0
+
+
+def _mode_mismatch(settings: Settings) -> str | None:
+    """Checked before uvicorn starts, for a clear message instead of a failed lifespan."""
+    import asyncio
+
+    from .adapters.db.engine import make_engine
+    from .services.modes import ModeMismatch, ensure_mode
+
+    async def check() -> str | None:
+        engine = make_engine(settings.database_url, 1)
+        try:
+            await ensure_mode(engine, settings.context_mode)
+        except ModeMismatch as e:
+            return str(e)
+        except Exception:  # noqa: BLE001 - unreachable or not migrated: the service says so itself
+            return None
+        finally:
+            await engine.dispose()
+        return None
+
+    return asyncio.run(check())
 
 
 def _worker(args: argparse.Namespace) -> int:
     import asyncio
     import signal
 
+    from .adapters.cache.null import NullCache
     from .adapters.db.engine import make_engine
     from .adapters.db.migrate import upgrade
+    from .api.app import make_cache
     from .services.catalog import Catalog
+    from .services.modes import ModeMismatch, ensure_mode
+    from .services.views import ViewService
     from .worker import build_worker
 
     settings = Settings()
@@ -44,8 +74,13 @@ def _worker(args: argparse.Namespace) -> int:
 
     async def run() -> None:
         engine = make_engine(settings.database_url, settings.db_pool_size)
+        await ensure_mode(engine, settings.context_mode)
         catalog = Catalog(engine, fetch_url=settings.catalog_url, max_document_bytes=settings.max_body_bytes)
-        background = build_worker(settings, engine, catalog)
+        # Publishes the rows this worker carries: into the shared cache, or, without one, as
+        # repair marks that make the serving process drop those scopes from its own cache.
+        cache = make_cache(settings) if settings.redis_url else NullCache()
+        views = ViewService(engine, cache, max_skew_ms=settings.max_clock_skew_seconds * 1000)
+        background = build_worker(settings, engine, catalog, views)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -57,9 +92,14 @@ def _worker(args: argparse.Namespace) -> int:
         finally:
             await background.close()
             await catalog.close()
+            await cache.close()
             await engine.dispose()
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except ModeMismatch as e:
+        print(f"viewer-service: {e}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -68,6 +108,40 @@ def _db(args: argparse.Namespace) -> int:
 
     upgrade(Settings().database_url, args.revision)
     print(f"database at revision {args.revision}")
+    return 0
+
+
+def _migrate_mode(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from .adapters.db.engine import make_engine
+    from .adapters.db.migrate import upgrade
+    from .api.app import make_cache
+    from .services.modes import migrate_mode
+
+    settings = Settings()
+    if settings.context_mode != args.mode:
+        print(f"viewer-service: set VIEWER_CONTEXT_MODE={args.mode} too, so that the service starts "
+              f"in the mode the data is converted to", file=sys.stderr)
+        return 2
+    upgrade(settings.database_url)
+
+    async def run() -> dict:
+        engine = make_engine(settings.database_url, settings.db_pool_size)
+        try:
+            counts = await migrate_mode(engine, args.mode)
+        finally:
+            await engine.dispose()
+        if settings.redis_url:  # every cached scope may now be keyed differently
+            cache = make_cache(settings)
+            try:
+                counts["cache_keys_dropped"] = await cache.clear()
+            finally:
+                await cache.close()
+        return counts
+
+    counts = asyncio.run(run())
+    print(f"context mode {counts.pop('from')} -> {args.mode}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     return 0
 
 
@@ -90,6 +164,10 @@ def main(argv: list[str] | None = None) -> int:
     u = dsub.add_parser("upgrade", help="apply schema migrations")
     u.add_argument("revision", nargs="?", default="head")
     u.set_defaults(func=_db)
+    m = dsub.add_parser("migrate-mode", help="convert the stored progress to another context mode "
+                                             "(stop every serve and worker first)")
+    m.add_argument("mode", choices=["strict", "content", "collection"])
+    m.set_defaults(func=_migrate_mode)
     args = p.parse_args(argv)
     return args.func(args)
 

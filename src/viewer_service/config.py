@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -29,7 +29,13 @@ class Settings(BaseSettings):
     # GET {catalog_url}/{collectionId} -> {"result": {"content": <hierarchy>}}.
     catalog_url: str | None = None
 
-    context_mode: Literal["strict"] = "strict"
+    # How writes and reads resolve their (collection, context) keys; one per instance, recorded
+    # in the database (docs/modes.md).
+    context_mode: Literal["strict", "content", "collection"] = "strict"
+    # Carry-forward on top of strict mode: the default for contexts that set none of their own.
+    carry_forward: Literal["none", "copy-content", "copy-collection", "move"] = "none"
+    carry_forward_window_days: int | None = Field(default=None, ge=0, le=36_500)
+    carry_forward_within_context_dates: bool = False
     max_clock_skew_seconds: int = 300
     max_body_bytes: int = 1_048_576
     max_progress_details_bytes: int = 65_536
@@ -67,6 +73,18 @@ class Settings(BaseSettings):
         if v.startswith("sqlite:///"):
             return "sqlite+aiosqlite:///" + v[len("sqlite:///"):]
         return v
+
+    @model_validator(mode="after")
+    def _carry_needs_strict(self):
+        if self.carry_forward != "none" and self.context_mode != "strict":
+            raise ValueError("VIEWER_CARRY_FORWARD works on top of VIEWER_CONTEXT_MODE=strict only")
+        return self
+
+    @property
+    def carry_rule(self):
+        from .domain.carry import CarryRule
+
+        return CarryRule(self.carry_forward, self.carry_forward_window_days, self.carry_forward_within_context_dates)
 
     @property
     def is_sqlite(self) -> bool:

@@ -11,17 +11,20 @@ import asyncio
 import logging
 import os
 import uuid
+from dataclasses import replace
 from collections.abc import Callable
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .adapters.db import collections as collections_repo, outbox, progress as repo
-from .adapters.db.views import load_scope
+from .adapters.db.views import mark_dirty
 from .clock import now_ms
 from .loops import PollingLoop
 from .domain.assessments import score_aggregates
 from .domain.events import completion_events
+from .domain.carry import COPY_MODES, CarryRule, not_before
 from .domain.progress import compute, merge_stored
+from .services.carry import Carry
 from .services.catalog import Catalog
 
 log = logging.getLogger(__name__)
@@ -34,7 +37,7 @@ class AggregationWorker(PollingLoop):
     def __init__(self, engine: AsyncEngine, catalog: Catalog, *, worker_id: str | None = None,
                  batch: int = 100, lease_ms: int = 30_000, poll_seconds: float = 0.2,
                  retry_ms: int = 60_000, clock: Callable[[], int] = now_ms,
-                 on_events: Callable[[], None] | None = None):
+                 on_events: Callable[[], None] | None = None, carry: Carry | None = None, views=None):
         super().__init__()
         self.engine = engine
         self.catalog = catalog
@@ -45,6 +48,8 @@ class AggregationWorker(PollingLoop):
         self.retry_ms = retry_ms
         self.clock = clock
         self.on_events = on_events
+        self.carry = carry or Carry("strict", CarryRule(), catalog, clock)
+        self.views = views  # publishes carried rows to the cache
         self.recomputed = 0  # counters, for tests and the benchmark
         self.deferred = 0
 
@@ -80,10 +85,16 @@ class AggregationWorker(PollingLoop):
             stored_at = await collections_repo.updated_at(conn, s.collection_id)
             if stored_at is not None and (collection is None or collection.updated_at != stored_at):
                 collection = await collections_repo.load(conn, s.collection_id)
+            e = await repo.load_enrolment(conn, s, for_update=True)
+            carried = await self._pull(conn, s, e, collection)
             # Read under the lock: a later recompute reads at least what this one read.
-            rows = await load_scope(conn, s)
+            rows = await self.carry.rows_for(conn, s, collection)
+            await mark_dirty(conn, await self.carry.dependents(conn, s, rows), now)
             p = compute(collection, rows)
             if p.collection is None:
+                if all(v.key.content_id == s.collection_id for v in rows):
+                    await repo.finish(conn, c, self.worker_id, now)  # a content on its own: nothing to aggregate
+                    return False
                 # Unknown collection: kept, retried later, and at once when it is registered.
                 await repo.defer(conn, c, self.worker_id, now + self.retry_ms)
                 self.deferred += 1
@@ -93,16 +104,29 @@ class AggregationWorker(PollingLoop):
                                 stored.completed_on if stored else None)
             await repo.replace_aggs(conn, s, p, root, now, score_aggregates(rows))
             events = []
-            e = await repo.load_enrolment(conn, s, for_update=True)
             if e is not None and e.active:
                 mine = merge_stored(root, e.status, e.completed_on)
+                if e.completed_on is None:
+                    mine = replace(mine, completed_on=not_before(mine.completed_on, e.enrolled_date,
+                                                                  any(v.carried_from for v in rows)))
                 await repo.update_enrolment_progress(conn, s, mine, now)
                 if e.completed_on is None and mine.completed_on is not None:
                     events = completion_events(s.user_id, s.collection_id, s.context_id, mine.completed_on, now)
                     await outbox.enqueue(conn, s.user_id, events, now)
             await repo.finish(conn, c, self.worker_id, now)
+        if carried and self.views is not None:
+            await self.views.publish(carried)
         self.recomputed += 1
         return bool(events)
+
+    async def _pull(self, conn, s, e, collection) -> list:
+        """Copy mode: take completions made elsewhere that qualify (services/carry.py)."""
+        if self.carry.mode != "strict" or collection is None or e is None or not e.active:
+            return []
+        t = await self.carry.target_of(conn, s)
+        if t is None or t.rule.mode not in COPY_MODES:
+            return []
+        return (await self.carry.pull(conn, t, collection, "completion", mark=False)).rows
 
 
 class Background:
@@ -138,7 +162,9 @@ class Background:
         await self.sink.close()
 
 
-def build_worker(settings, engine: AsyncEngine, catalog: Catalog) -> Background:
+def build_worker(settings, engine: AsyncEngine, catalog: Catalog, views=None) -> Background:
+    """`views`: the serving process's ViewService when the worker runs inside it; a separate
+    worker process makes its own, to publish carried rows to the shared cache."""
     from .adapters.events import make_sink
     from .services.outbox import OutboxDispatcher
 
@@ -150,5 +176,6 @@ def build_worker(settings, engine: AsyncEngine, catalog: Catalog) -> Background:
     worker = AggregationWorker(engine, catalog, worker_id=worker_id, batch=settings.worker_batch,
                                lease_ms=lease_ms, poll_seconds=settings.worker_poll_seconds,
                                retry_ms=int(settings.unknown_collection_retry_seconds * 1000),
-                               on_events=dispatcher.wake)
+                               on_events=dispatcher.wake, views=views,
+                               carry=Carry(settings.context_mode, settings.carry_rule, catalog))
     return Background(worker, dispatcher, sink)

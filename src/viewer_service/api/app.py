@@ -16,10 +16,12 @@ from ..adapters.cache.redis import RedisCache
 from ..adapters.db.engine import make_engine
 from ..config import Settings
 from ..services.assessments import AssessmentService
+from ..services.carry import Carry
 from ..services.catalog import Catalog
 from ..services.downloads import DownloadService
 from ..services.enrolments import EnrolmentService
 from ..services.erase import EraseService
+from ..services.modes import ModeMismatch, ensure_mode
 from ..services.summaries import SummaryService
 from ..services.views import ViewService
 from ..worker import AggregationWorker, build_worker
@@ -69,6 +71,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         engine = make_engine(settings.database_url, settings.db_pool_size)
+        try:
+            await ensure_mode(engine, settings.context_mode)
+        except ModeMismatch:
+            await engine.dispose()
+            raise
+        except Exception as e:  # noqa: BLE001 - the database is down: serve what can be served
+            log.warning("could not check the recorded context mode: %r", e)
         cache = make_cache(settings)
         service = ViewService(
             engine, cache, max_skew_ms=settings.max_clock_skew_seconds * 1000,
@@ -78,11 +87,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         await service.start()
         catalog = Catalog(engine, fetch_url=settings.catalog_url, max_document_bytes=settings.max_body_bytes)
-        summaries_ = SummaryService(engine, service, catalog)
+        carry = Carry(settings.context_mode, settings.carry_rule, catalog)
+        summaries_ = SummaryService(engine, service, catalog, settings.context_mode)
         downloads_ = DownloadService(engine, summaries_, directory=settings.download_dir,
                                      expiry_seconds=settings.download_expiry_seconds)
         erase = EraseService(engine, service, downloads_)
-        background = build_worker(settings, engine, catalog) if settings.runs_worker_in_serve else None
+        background = build_worker(settings, engine, catalog, service) if settings.runs_worker_in_serve else None
         if background:
             await background.start()
         # Long-lived objects made at start-up need no collecting, and a larger young generation
@@ -90,7 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         gc.freeze()
         gc.set_threshold(20_000, 20, 20)
         app.state.app = ServiceApp(settings, service, Authenticator(settings), catalog,
-                                   EnrolmentService(engine), summaries_, erase, downloads_,
+                                   EnrolmentService(engine, service, carry, catalog), summaries_, erase, downloads_,
                                    background.worker if background else None,
                                    AssessmentService(engine, service, catalog,
                                                      max_events=settings.max_assess_events))

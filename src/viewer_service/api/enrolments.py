@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
+from ..domain.errors import DomainError
 from ..domain.scope import Scope
 from ..services.enrolments import ContextNotFound
 from .body import documented, parse, path_id
@@ -30,6 +31,7 @@ def enrolment_result(row) -> dict:
         "enrolledDate": row.enrolled_date, "active": row.active, "status": row.status,
         "progress": row.progress, "completedOn": row.completed_on,
         "issuedCertificates": list(row.issued_certificates),
+        "movedTo": row.moved_to,  # move mode: where this enrolment's progress went
     }
 
 
@@ -46,6 +48,9 @@ async def put_context(request: Request, contextId: str):
     app.require_privileged(request, "only an admin or service role may write contexts")
     cid = path_id(contextId, "contextId")
     body = await parse(request, ContextRequest)
+    if body.request.carryForward is not None and app.settings.context_mode != "strict":
+        raise DomainError("carry-forward works on top of the strict context mode; this instance runs in "
+                          f"{app.settings.context_mode!r} mode", "request.carryForward")
     doc = body.request.model_dump(mode="json", exclude_none=True)
     await app.enrolments.put_context(cid, doc)
     row = await app.enrolments.get_context(cid)
@@ -71,11 +76,15 @@ async def enrol(request: Request):
     b = body.request
     s = scope_of(request, b)
     enrolled = app.views.check_ts(b.enrolledDate, "request.enrolledDate") if b.enrolledDate is not None else None
-    row, changed = await app.enrolments.enrol(s, enrolled)
+    row, changed, carried = await app.enrolments.enrol(s, enrolled)
     if changed and app.worker is not None:
         app.worker.wake()
-    return envelope("api.enrol", {"response": "SUCCESS", "created": changed, **enrolment_result(row)},
-                    msgid=_msgid(request, body))
+    result = {"response": "SUCCESS", "created": changed, **enrolment_result(row),
+              # What the post-enrol action carried in (docs/modes.md): content ids, and the
+              # enrolments whose progress moved here.
+              "carried": sorted({v.key.content_id for v in carried.rows}),
+              "movedFrom": [{"collectionId": m.collection_id, "contextId": m.context_id} for m in carried.moved_from]}
+    return envelope("api.enrol", result, msgid=_msgid(request, body))
 
 
 @router.post("/v1/unenrol", openapi_extra=documented(ScopeRequest),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime, time, timezone
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from typing_extensions import Annotated
@@ -20,6 +20,15 @@ def _when(v: Any) -> Any:
 When = int | datetime | date
 
 
+class CarryForward(BaseModel):
+    """This context's carry-forward rule; it replaces the instance default whole (docs/modes.md)."""
+    model_config = ConfigDict(extra="forbid")
+    mode: Literal["none", "copy-content", "copy-collection", "move"]
+    windowDays: int | None = Field(default=None, ge=0, le=36_500,
+                                   description="completed at most this many days before the enrolment")
+    withinContextDates: bool = Field(default=False, description="completed between the context's start and end dates")
+
+
 class ContextBody(BaseModel):
     model_config = ConfigDict(extra="allow")  # kept as sent (carry-forward rules live here)
     type: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")] = Field(
@@ -27,6 +36,7 @@ class ContextBody(BaseModel):
     collectionIds: list[Id] = Field(min_length=1, max_length=1000)
     startDate: When | None = Field(default=None, description="epoch ms, or an ISO-8601 date or time")
     endDate: When | None = None
+    carryForward: CarryForward | None = None
 
     _dates = field_validator("startDate", "endDate")(classmethod(lambda cls, v: _when(v)))
 

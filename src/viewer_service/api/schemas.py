@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import orjson
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstraints, field_validator
@@ -95,6 +95,8 @@ class ReadBody(_Body):
     contentId: list[Id] | Id | None = Field(default=None, description="one id or a list; omit to read the whole scope")
     collectionId: Id | None = None
     contextId: Id | None = None
+    fields: list[Literal["provenance"]] | None = Field(
+        default=None, max_length=4, description='extra fields per content: "provenance"')
 
     @field_validator("contentId")
     @classmethod

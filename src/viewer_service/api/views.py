@@ -72,20 +72,33 @@ async def read_entries(request: Request, b) -> tuple[str, Scope, bool, list[str]
     if b.contentId is None and b.collectionId is None:
         raise DomainError("give contentId, or a collectionId to read all its contents", "request.contentId")
     user = app.user_for(request, b.userId)
+    mode = app.settings.context_mode
     first = b.contentId[0] if b.contentId else None
-    scope = resolve_scope(user, first, b.collectionId, b.contextId, app.settings.context_mode)
+    if mode == "content":
+        # Every content is its own scope; a collection read covers its leaves.
+        scope = Scope(user, b.collectionId or first, b.contextId or b.collectionId or first)
+        if b.contentId:
+            ids = list(dict.fromkeys(b.contentId))
+        else:
+            collection = await app.catalog.get(b.collectionId)
+            ids = list(collection.leaf_nodes) if collection is not None else []
+        return user, scope, b.collectionId is None, ids, await _per_content(app, user, ids, b, mode)
+    scope = resolve_scope(user, first, b.collectionId, b.contextId, mode)
     multi = bool(b.contentId and len(b.contentId) > 1 and b.collectionId is None)
     if multi:
         # Without a collection each content is its own scope (seed scenario 1).
         ids = list(dict.fromkeys(b.contentId))
-        found = await asyncio.gather(*(
-            app.views.read(resolve_scope(user, cid, None, b.contextId, app.settings.context_mode), [cid])
-            for cid in ids))
-        entries = {cid: e for part in found for cid, e in part.items()}
+        entries = await _per_content(app, user, ids, b, mode)
     else:
         entries = await app.views.read(scope, b.contentId)
         ids = list(dict.fromkeys(b.contentId)) if b.contentId else sorted(entries)
     return user, scope, multi, ids, entries
+
+
+async def _per_content(app, user: str, ids: list[str], b, mode: str) -> dict[str, dict]:
+    found = await asyncio.gather(*(
+        app.views.read(resolve_scope(user, cid, None, b.contextId, mode), [cid]) for cid in ids))
+    return {cid: e for part in found for cid, e in part.items()}
 
 
 def read_result(user: str, scope: Scope, multi: bool, context_id: str | None, contents: list) -> dict:
@@ -112,5 +125,9 @@ async def read(request: Request):
             "score": e.get("score") if e else None,
             "max_score": e.get("max_score") if e else None,
         })
+        if "provenance" in (b.fields or ()):
+            # Why is this complete? Where the status was carried from, when, under which rule;
+            # null when it was earned in this scope (docs/modes.md).
+            contents[-1]["provenance"] = e.get("carriedFrom") if e else None
     return envelope("api.view.read", read_result(user, scope, multi, b.contextId, contents),
                     msgid=_msgid(request, body))

@@ -47,6 +47,9 @@ class ContentView:
     best_max_score: float | None = None
     best_attempt_id: str | None = None
     attempts: int = 0
+    # Set when the status was carried in from another scope (domain/carry.py): from where,
+    # when, under which rule. None when it was earned here.
+    carried_from: dict | None = None
 
 
 @dataclass(frozen=True, slots=True)

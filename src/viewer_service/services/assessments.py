@@ -81,7 +81,7 @@ class AssessmentService:
         scored = [self._score(i) for i in inputs]
         await self._check_leaves(inputs)
         touched = await self._commit(scored)
-        await self.views._cache_put(touched)
+        await self.views.publish(touched)
         return bool(touched)
 
     async def _commit(self, scored: Sequence[_Scored]) -> list[ContentView]:

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..adapters.db import enrolments as repo
 from ..adapters.db.progress import load_enrolment
-from ..adapters.db.views import mark_dirty
+from ..adapters.db.views import add_repairs, mark_dirty
 from ..clock import now_ms
 from ..domain.errors import DomainError
 from ..domain.scope import Scope
 from ..domain.views import COMPLETED
-from .views import _translate
+from .carry import Carry, Outcome
+from .views import ViewService, _retryable, _translate
+
+log = logging.getLogger(__name__)
 
 
 class NotFound(DomainError):
@@ -30,16 +35,25 @@ class EnrolmentNotFound(NotFound):
 
 
 class EnrolmentService:
-    def __init__(self, engine: AsyncEngine, clock: Callable[[], int] = now_ms):
+    def __init__(self, engine: AsyncEngine, views: ViewService | None = None, carry: Carry | None = None,
+                 catalog=None, clock: Callable[[], int] = now_ms):
         self.engine = engine
+        self.views = views
+        self.carry = carry
+        self.catalog = catalog
         self.clock = clock
 
     async def _tx(self, fn):
-        try:
-            async with self.engine.begin() as conn:
-                return await fn(conn)
-        except Exception as e:
-            raise _translate(e) from e
+        for attempt in range(10):
+            try:
+                async with self.engine.begin() as conn:
+                    return await fn(conn)
+            except Exception as e:
+                if attempt < 9 and _retryable(e):  # a lost race with a view write: run it again
+                    await asyncio.sleep(0.001 * (attempt + 1))
+                    continue
+                raise _translate(e) from e
+        raise AssertionError("unreachable")
 
     async def put_context(self, context_id: str, body: dict) -> dict:
         if body.get("startDate") is not None and body.get("endDate") is not None \
@@ -56,25 +70,45 @@ class EnrolmentService:
     async def get_context(self, context_id: str):
         return await self._tx(lambda conn: repo.load_context(conn, context_id))
 
-    async def enrol(self, s: Scope, enrolled_date: int | None) -> tuple[object, bool]:
+    async def enrol(self, s: Scope, enrolled_date: int | None) -> tuple[object, bool, Outcome]:
         """Enrol (idempotent: an active enrolment is left as it is; an inactive one is made
-        active again, keeping its date and progress). Returns the enrolment and whether it changed."""
+        active again, keeping its date and progress), then carry progress in (docs/modes.md).
+        Returns the enrolment, whether it changed, and what was carried."""
         now = self.clock()
+        collection = await self._collection(s.collection_id)
 
         async def run(conn):
             await self._check_context(conn, s)
             created = await repo.insert_enrolment(conn, s, enrolled_date or now, now)
             row = await load_enrolment(conn, s, for_update=True)
             changed = created or not row.active
+            carried = Outcome()
             if not row.active:
                 await repo.set_active(conn, s, True, now)
             if changed:
+                if self.carry is not None:
+                    carried = await self.carry.on_enrol(conn, s, collection)
+                    # Until the cache has dropped the emptied scopes, no process may trust it for them.
+                    await add_repairs(conn, carried.emptied, now)
                 # The worker fills the enrolment's progress (and completes it if the learner
                 # already finished the collection in this scope).
                 await mark_dirty(conn, [s], now)
-            return await load_enrolment(conn, s), changed
+            return await load_enrolment(conn, s), changed, carried
 
-        return await self._tx(run)
+        row, changed, carried = await self._tx(run)
+        if self.views is not None:
+            await self.views.publish(carried.rows)  # read-after-write: reads show the carried rows
+            await self.views.forget(carried.emptied)
+        return row, changed, carried
+
+    async def _collection(self, collection_id: str):
+        if self.catalog is None or self.carry is None or self.carry.mode != "strict":
+            return None
+        try:
+            return await self.catalog.get(collection_id)
+        except Exception as e:  # noqa: BLE001 - the worker carries progress once it knows the collection
+            log.warning("enrol: collection %r not available for carry-forward now: %r", collection_id, e)
+            return None
 
     async def _check_context(self, conn, s: Scope) -> None:
         if s.context_id == s.collection_id:

@@ -14,7 +14,7 @@ from ..adapters.db import outbox
 from ..adapters.db.progress import where_scope
 from ..adapters.db.tables import (assessment_aggregator, cache_repair, enrolment, erasure_log, scope_dirty,
                                   user_activity_agg, user_content_consumption)
-from ..adapters.db.views import add_repairs, remove_repairs
+from ..adapters.db.views import add_repairs
 from ..clock import now_ms
 from ..domain.scope import Scope
 from .views import ViewService, _translate
@@ -24,9 +24,6 @@ log = logging.getLogger(__name__)
 # Tables keyed by learner scope, erased row for row.
 SCOPED_TABLES = [user_content_consumption, assessment_aggregator, user_activity_agg, enrolment, scope_dirty,
                  cache_repair]
-# A cache fill that read the database just before the erase may land just after it: drop the
-# scopes from the cache once more after this delay.
-REINVALIDATE_SECONDS = 2.0
 
 
 class EraseService:
@@ -35,7 +32,6 @@ class EraseService:
         self.views = views
         self.downloads = downloads
         self.clock = clock
-        self._later: set[asyncio.Task] = set()
 
     async def erase(self, user_id: str, scope: Scope | None, requested_by: str | None) -> dict:
         """Remove the learner's rows (all scopes, or `scope`), queued events and download files,
@@ -66,10 +62,7 @@ class EraseService:
             raise _translate(e) from e
         if paths:
             await self.downloads.remove_files(paths)
-        await self._drop_cached(scopes)
-        task = asyncio.create_task(self._drop_later(scopes))
-        self._later.add(task)
-        task.add_done_callback(self._later.discard)
+        await self.views.forget(scopes)
         return counts
 
     async def _scopes(self, conn, user_id: str, scope: Scope | None) -> list[Scope]:
@@ -81,24 +74,5 @@ class EraseService:
             found |= {Scope(user_id, r[0], r[1]) for r in await conn.execute(q)}
         return sorted(found, key=lambda s: (s.collection_id, s.context_id))
 
-    async def _drop_cached(self, scopes: list[Scope]) -> None:
-        if not scopes:
-            return
-        if await self.views.cache.invalidate(scopes):
-            try:
-                async with self.engine.begin() as conn:
-                    await remove_repairs(conn, scopes)
-            except Exception as e:  # noqa: BLE001 - the repair loop removes them later
-                log.warning("could not clear cache repairs after an erase: %r", e)
-        else:
-            self.views.cache.degraded = True  # the repair loop drops them when the cache is back
-
-    async def _drop_later(self, scopes: list[Scope]) -> None:
-        await asyncio.sleep(REINVALIDATE_SECONDS)
-        if scopes and not await self.views.cache.invalidate(scopes):
-            self.views.cache.degraded = True
-
     async def close(self) -> None:
-        for t in list(self._later):
-            t.cancel()
-        await asyncio.gather(*self._later, return_exceptions=True)
+        pass

@@ -5,17 +5,26 @@ with the same rules the worker stores; completion stays as the worker recorded i
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..adapters.db import enrolments as enrol_repo, progress as repo
 from ..adapters.db.engine import reader
+from ..domain.carry import not_before
 from ..domain.progress import compute, merge_stored
-from ..domain.scope import Scope
+from ..domain.scope import Scope, storage_scope
 from ..domain.views import ContentView, RowKey
 from .catalog import Catalog
 from .views import ViewService, _translate
+
+
+def _score_carried(e: dict) -> bool:
+    """The best score is the carried attempt's (not one made here since)."""
+    c = e.get("carriedFrom")
+    return bool(c) and c.get("attemptId") is not None and c.get("attemptId") == e.get("attemptId")
 
 
 def _collection_meta(c) -> dict:
@@ -27,10 +36,11 @@ def _collection_meta(c) -> dict:
 
 
 class SummaryService:
-    def __init__(self, engine: AsyncEngine, views: ViewService, catalog: Catalog):
+    def __init__(self, engine: AsyncEngine, views: ViewService, catalog: Catalog, mode: str = "strict"):
         self.reader = reader(engine)
         self.views = views
         self.catalog = catalog
+        self.mode = mode
 
     async def _rows(self, user_id: str, s: Scope | None):
         try:
@@ -47,6 +57,10 @@ class SummaryService:
         """Summaries of a learner (all, or of one scope), newest enrolment first."""
         enrolments, aggs, consumed = await self._rows(user_id, s)
         scopes = set(enrolments) | set(consumed) | {k for k, a in aggs.items() if a.content_status}
+        if self.mode == "collection":
+            # The progress at (collection, collection) is the enrolments' own: one summary each.
+            enrolled = {k.collection_id for k in enrolments}
+            scopes = {k for k in scopes if k in enrolments or k.collection_id not in enrolled}
 
         def order(k: Scope):
             e = enrolments.get(k)
@@ -64,9 +78,19 @@ class SummaryService:
             return summary
         return None
 
+    async def _entries(self, s: Scope, collection) -> dict[str, dict]:
+        """The live entries counted by scope `s`, as the instance's context mode stores them."""
+        if self.mode == "strict":
+            return await self.views.read(s, None)
+        if self.mode == "collection":
+            return await self.views.read(Scope(s.user_id, s.collection_id, s.collection_id), None)
+        leaves = collection.leaf_nodes if collection is not None else ()
+        found = await asyncio.gather(*(self.views.read(storage_scope(s, cid, self.mode), [cid]) for cid in leaves))
+        return {cid: e for part in found for cid, e in part.items()}
+
     async def _summary(self, s: Scope, enrolment, agg, first_access: int | None) -> dict:
-        entries = await self.views.read(s, None)
         collection = await self.catalog.get(s.collection_id)
+        entries = await self._entries(s, collection)
         rows = [ContentView(RowKey(s.user_id, s.collection_id, s.context_id, cid), status=e["status"],
                             last_completed_time=e["lastCompletedTime"]) for cid, e in entries.items()]
         p = compute(collection, rows)
@@ -77,6 +101,9 @@ class SummaryService:
                 a = merge_stored(a, agg.status, agg.completed_on)
             if enrolment is not None:
                 a = merge_stored(a, enrolment.status, enrolment.completed_on)
+                if enrolment.completed_on is None:
+                    a = replace(a, completed_on=not_before(a.completed_on, enrolment.enrolled_date,
+                                                                any(e.get("carriedFrom") for e in entries.values())))
             status, progress, completed_on = a.status, a.progress, a.completed_on
         elif agg is not None:  # the catalog forgot it: what the worker last stored
             status, progress, completed_on = agg.status, agg.progress, agg.completed_on
@@ -91,8 +118,13 @@ class SummaryService:
             "active": enrolment.active if enrolment is not None else True,
             "contentStatus": p.content_status,
             # From the live entries, like contentStatus: read-after-write.
-            "assessmentStatus": {cid: {"score": e["score"], "max_score": e.get("max_score")}
+            "assessmentStatus": {cid: {"score": e["score"], "max_score": e.get("max_score"),
+                                       "carried": _score_carried(e)}
                                  for cid, e in entries.items() if e.get("score") is not None},
+            # Per content: was its status earned in this scope or carried in (docs/modes.md)?
+            "contentOrigin": {cid: "carried" if e.get("carriedFrom") else "earned" for cid, e in entries.items()},
+            "carriedFrom": {cid: e["carriedFrom"] for cid, e in entries.items() if e.get("carriedFrom")},
+            "movedTo": enrolment.moved_to if enrolment is not None else None,
             "collection": _collection_meta(collection),
             "issuedCertificates": list(enrolment.issued_certificates) if enrolment is not None else [],
             "completedOn": completed_on,

@@ -20,6 +20,7 @@ from ..domain.views import ContentView, End, ViewOp, apply
 
 log = logging.getLogger(__name__)
 
+REFORGET_SECONDS = 2.0
 MIN_TS = 946_684_800_000  # 2000-01-01: anything earlier is seconds sent as milliseconds
 
 
@@ -29,6 +30,12 @@ class Unavailable(Exception):
 
 def read_entry(v: ContentView) -> dict:
     """What view/read returns for a content (and what the cache keeps)."""
+    if v.carried_from is not None:  # only then: most entries stay as small as before
+        return {**_entry(v), "carriedFrom": v.carried_from, "attemptId": v.best_attempt_id}
+    return _entry(v)
+
+
+def _entry(v: ContentView) -> dict:
     return {
         "status": v.status,
         "progress": v.progress,
@@ -63,6 +70,7 @@ class ViewService:
         self._pending_repairs: set[Scope] = set()  # when even the database could not record them
         self._cache_failures = 0  # with _recording: tells the repair loop a failure is still being recorded
         self._recording = 0
+        self._later: set[asyncio.Task] = set()
 
     async def start(self) -> None:
         self._closing = asyncio.Event()
@@ -70,6 +78,9 @@ class ViewService:
         self._repair_task = asyncio.create_task(self._repair_loop())
 
     async def close(self) -> None:
+        for t in list(self._later):
+            t.cancel()
+        await asyncio.gather(*self._later, return_exceptions=True)
         await self._writes.close()
         if self._repair_task:
             self._closing.set()
@@ -141,6 +152,34 @@ class ViewService:
             # Same transaction as the status change: no acknowledged end goes unaggregated.
             await repo.mark_dirty(conn, ended, now)
         return results, touched
+
+    async def publish(self, rows: list[ContentView]) -> None:
+        """Put rows another use case committed (assessments, carried progress) into the cache."""
+        await self._cache_put(rows)
+
+    async def forget(self, scopes: list[Scope]) -> None:
+        """Drop scopes whose rows were deleted (an erase, a move) from the cache. The caller
+        recorded them as repairs in its transaction: until dropped, no process trusts the cache
+        for them. A fill that read the database just before the delete may land just after it,
+        so they are dropped once more a little later."""
+        if not scopes:
+            return
+        if await self.cache.invalidate(scopes):
+            try:
+                async with self.engine.begin() as conn:
+                    await repo.remove_repairs(conn, scopes)
+            except Exception as e:  # noqa: BLE001 - the repair loop removes them later
+                log.warning("could not clear cache repairs: %r", e)
+        else:
+            self.cache.degraded = True  # the repair loop drops them when the cache is back
+        task = asyncio.create_task(self._forget_later(scopes))
+        self._later.add(task)
+        task.add_done_callback(self._later.discard)
+
+    async def _forget_later(self, scopes: list[Scope]) -> None:
+        await asyncio.sleep(REFORGET_SECONDS)
+        if not await self.cache.invalidate(scopes):
+            self.cache.degraded = True
 
     async def _cache_put(self, rows: list[ContentView]) -> None:
         if not rows:

@@ -103,6 +103,13 @@ class RedisCache:
             log.warning("cache invalidation failed: %s", e)
             return False
 
+    async def clear(self) -> int:
+        """Drop every cached scope under this prefix (after a context mode migration)."""
+        n = 0
+        async for key in self.client.scan_iter(match=f"{self.prefix}ucc:*", count=1000):
+            n += await self.client.delete(key)
+        return n
+
     async def ping(self):
         await self.client.ping()
 

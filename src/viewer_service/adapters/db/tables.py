@@ -33,6 +33,8 @@ user_content_consumption = sa.Table(
     sa.Column("best_max_score", sa.Float),
     sa.Column("best_attempt_id", Id),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    # Context modes (0005): set on a row whose status was carried in (domain/carry.py provenance).
+    sa.Column("carried_from", Json),
 )
 
 # One row per assessment attempt (Sunbird's assessment_aggregator). questions: the scored
@@ -124,6 +126,7 @@ enrolment = sa.Table(
     sa.Column("progress", sa.SmallInteger, nullable=False, server_default="0"),
     sa.Column("completed_on", sa.BigInteger),
     sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Column("moved_to", Json),  # move mode: {"contextId", "at"} once its progress moved away
 )
 
 # Aggregates per scope and activity: the collection itself (activity_type "Course", activity_id
@@ -187,4 +190,14 @@ download_file = sa.Table(
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("expires_at", sa.BigInteger, nullable=False),
     sa.Index("ix_download_file_expires", "expires_at"),
+)
+
+# What the data was written under (name "context_mode"): the service refuses to start with a
+# different mode until `viewer-service db migrate-mode` converts the data.
+instance_setting = sa.Table(
+    "instance_setting",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(256), nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
 )

@@ -106,11 +106,12 @@ async def update_rows(conn: AsyncConnection, rows: Sequence[ContentView]) -> Non
 # PostgreSQL: a whole batch is one statement over column arrays (unnest), with the same text
 # whatever the batch size. Far cheaper on the client than executemany's per-row work.
 _ALL = [c.name for c in ucc.columns]
+_JSON = {"progress_details", "carried_from"}  # sent as text, cast in the statement
 _rows_pg = sa.func.unnest(*(
     # Named a_<column>: plain column names are reserved for VALUES/SET parameters.
-    sa.bindparam(f"a_{c.name}", type_=ARRAY(sa.Text if c.name == "progress_details" else c.type)) for c in ucc.columns
+    sa.bindparam(f"a_{c.name}", type_=ARRAY(sa.Text if c.name in _JSON else c.type)) for c in ucc.columns
 )).table_valued(*_ALL).render_derived("v")
-_value = {n: sa.cast(_rows_pg.c[n], JSONB) if n == "progress_details" else _rows_pg.c[n] for n in _ALL}
+_value = {n: sa.cast(_rows_pg.c[n], JSONB) if n in _JSON else _rows_pg.c[n] for n in _ALL}
 _insert_pg = (
     postgresql.insert(ucc)
     .from_select(_ALL, sa.select(*(_value[n] for n in _ALL)))
@@ -128,7 +129,8 @@ def _columns(rows: Sequence[ContentView]) -> dict[str, list]:
     cols = {n: [getattr(v.key, n) for v in rows] for n in _KEY_NAMES}
     for n in DATA_COLS:
         cols[n] = [getattr(v, n) for v in rows]
-    cols["progress_details"] = [None if d is None else orjson.dumps(d).decode() for d in cols["progress_details"]]
+    for n in _JSON:
+        cols[n] = [None if d is None else orjson.dumps(d).decode() for d in cols[n]]
     return {f"a_{n}": values for n, values in cols.items()}
 
 

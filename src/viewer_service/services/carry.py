@@ -1,0 +1,199 @@
+"""Context modes and carry-forward inside a caller's transaction (docs/modes.md).
+
+Copy is a pull: the target enrolment takes the qualifying completions of other scopes. It runs
+at enrolment (read-after-write) and again whenever the worker recomputes the enrolment, which
+it does after every completion elsewhere that may qualify (`dependents`). Both run under the
+target's scope lock, and the pull is idempotent, so a completion racing an enrolment is still
+carried: whichever commits second, the enrolment is recomputed after both.
+Move runs once, at enrolment, and empties the source scope."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ..adapters.db import carry as repo, views as views_repo
+from ..adapters.db.progress import lock_scope, where_scope
+from ..adapters.db.tables import user_content_consumption as ucc
+from ..adapters.db.views import to_row
+from ..clock import now_ms
+from ..domain.carry import (COPY_MODES, CarryRule, Target, carried_row, is_earned, merge_rows, pick_sources,
+                            provenance, qualifies, rule_for)
+from ..domain.collections import Collection
+from ..domain.scope import Scope
+from ..domain.views import COMPLETED, ContentView, RowKey
+
+
+@dataclass
+class Outcome:
+    rows: list[ContentView] = field(default_factory=list)  # written: for the cache
+    emptied: list[Scope] = field(default_factory=list)  # rows moved away: drop from the cache
+    moved_from: list[Scope] = field(default_factory=list)
+
+    def add(self, other: "Outcome") -> None:
+        self.rows += other.rows
+        self.emptied += other.emptied
+        self.moved_from += other.moved_from
+
+
+def _scope(r) -> Scope:
+    return Scope(r.user_id, r.collection_id, r.context_id)
+
+
+class Carry:
+    def __init__(self, mode: str, default: CarryRule, catalog, clock: Callable[[], int] = now_ms):
+        self.mode = mode
+        self.default = default
+        self.catalog = catalog
+        self.clock = clock
+
+    def target(self, e) -> Target:
+        """The carry target of an enrolment row (from repo.enrolments_with_contexts)."""
+        return Target(_scope(e), e.enrolled_date, e.start_date, e.end_date,
+                      rule_for(self.default, e.context_document))
+
+    async def _enrolment(self, conn: AsyncConnection, s: Scope):
+        for e in await repo.enrolments_with_contexts(conn, s.user_id):
+            if _scope(e) == s:
+                return e
+        return None
+
+    async def target_of(self, conn: AsyncConnection, s: Scope) -> Target | None:
+        e = await self._enrolment(conn, s)
+        return None if e is None else self.target(e)
+
+    # -- enrolment --------------------------------------------------------------
+
+    async def on_enrol(self, conn: AsyncConnection, s: Scope, collection: Collection | None) -> Outcome:
+        """The post-enrol action: copy or move progress into the (active) enrolment `s`."""
+        if self.mode != "strict" or collection is None:
+            return Outcome()  # an unknown collection is carried when the worker first recomputes it
+        t = await self.target_of(conn, s)
+        if t is None:
+            return Outcome()
+        if t.rule.mode in COPY_MODES:
+            await lock_scope(conn, s)
+            return await self.pull(conn, t, collection, "enrol")
+        if t.rule.mode == "move":
+            await lock_scope(conn, s)
+            return await self._move(conn, t, collection)
+        return Outcome()
+
+    async def pull(self, conn: AsyncConnection, t: Target, collection: Collection, trigger: str,
+                   only: Scope | None = None, label: dict | None = None, mark: bool = True) -> Outcome:
+        """Copy the qualifying completions of the collection's leaves into `t` (idempotent);
+        from scope `only` when given. `label` amends the provenance."""
+        candidates = await repo.user_rows(conn, t.scope.user_id, collection.leaf_nodes)
+        if only is not None:
+            candidates = [v for v in candidates if v.key.scope in (only, t.scope)]
+        done_here = {v.key.content_id for v in candidates if v.key.scope == t.scope and v.status == COMPLETED}
+        picks = {cid: v for cid, v in pick_sources(t, candidates).items() if cid not in done_here}
+        if not picks:
+            return Outcome()
+        now = self.clock()
+        s = t.scope
+        keys = {cid: RowKey(s.user_id, s.collection_id, s.context_id, cid) for cid in picks}
+        existing = await views_repo.lock_rows(conn, keys.values())
+        created, updated = [], []
+        for cid, src in sorted(picks.items()):
+            key = keys[cid]
+            prov = {**provenance(t.rule.mode, trigger, src, t.rule, now), **(label or {})}
+            row = carried_row(key, existing.get(key), src, prov, now)
+            if row is None:
+                continue
+            (updated if key in existing else created).append(row)
+            if row.best_attempt_id == src.best_attempt_id:
+                await repo.copy_attempt(conn, src.key, key, src.best_attempt_id)
+        await views_repo.insert_rows(conn, created)
+        await views_repo.update_rows(conn, updated)
+        if mark:  # the worker, recomputing `s` itself, needs no new mark
+            await views_repo.mark_dirty(conn, [s], now)
+        return Outcome(rows=created + updated)
+
+    async def _move(self, conn: AsyncConnection, t: Target, collection: Collection) -> Outcome:
+        """Move the progress of the same collection's other ongoing enrolments into `t`."""
+        out = Outcome()
+        now = self.clock()
+        for e in await repo.enrolments_with_contexts(conn, t.scope.user_id):
+            src = _scope(e)
+            if e.collection_id != t.scope.collection_id or src == t.scope:
+                continue
+            if e.end_date is not None and e.end_date < t.enrolled_date:
+                continue  # that batch is over: not an ongoing one
+            rows = await self._scope_rows(conn, src)
+            last = max((v.last_access_time or v.last_completed_time or 0 for v in rows), default=None)
+            if not rows or not qualifies(t, last):
+                continue
+            if e.status == COMPLETED:
+                # Its certificate rests on it: a completed enrolment is never emptied; its
+                # completions are copied instead.
+                keep = Target(t.scope, t.enrolled_date, t.start, t.end, CarryRule("copy-collection"))
+                out.add(await self.pull(conn, keep, collection, "enrol", only=src,
+                                        label={"mode": "move", "sourceKept": True, "rule": t.rule.as_json()}))
+                continue
+            out.add(await self._move_scope(conn, src, t, rows, now))
+        if out.rows or out.moved_from:
+            await views_repo.mark_dirty(conn, [t.scope], now)
+        return out
+
+    async def _scope_rows(self, conn: AsyncConnection, s: Scope) -> list[ContentView]:
+        q = sa.select(ucc).where(where_scope(ucc, s)).order_by(ucc.c.content_id)
+        if conn.dialect.name == "postgresql":
+            q = q.with_for_update()
+        return [to_row(r) for r in await conn.execute(q)]
+
+    async def _move_scope(self, conn: AsyncConnection, src: Scope, t: Target, rows: list[ContentView],
+                          now: int) -> Outcome:
+        s = t.scope
+        keys = {v.key.content_id: RowKey(s.user_id, s.collection_id, s.context_id, v.key.content_id) for v in rows}
+        existing = await views_repo.lock_rows(conn, keys.values())
+        created, updated = [], []
+        for v in rows:
+            key = keys[v.key.content_id]
+            prov = provenance("move", "enrol", v, t.rule, now)
+            if v.carried_from is not None:
+                prov["previously"] = v.carried_from  # it had been carried into the source: keep the chain
+            merged = merge_rows(existing.get(key), replace(v, key=key), now, prov)
+            (updated if key in existing else created).append(merged)
+        await views_repo.insert_rows(conn, created)
+        await views_repo.update_rows(conn, updated)
+        await repo.move_attempts(conn, src, s)
+        await repo.delete_rows(conn, src)
+        await repo.set_moved(conn, src, {"contextId": s.context_id, "collectionId": s.collection_id, "at": now}, now)
+        return Outcome(rows=created + updated, emptied=[src], moved_from=[src])
+
+    # -- continuous -------------------------------------------------------------
+
+    async def dependents(self, conn: AsyncConnection, s: Scope, rows: list[ContentView]) -> list[Scope]:
+        """Active enrolments that must be recomputed because the rows of `s` changed: those that
+        count these rows (collection and content modes) or may copy their completions (strict)."""
+        if self.mode == "strict":
+            done = {v.key.content_id for v in rows if v.status == COMPLETED and is_earned(v)}
+            if not done:
+                return []
+        else:
+            done = {v.key.content_id for v in rows}
+        out = []
+        for e in await repo.enrolments_with_contexts(conn, s.user_id):
+            es = _scope(e)
+            if es == s:
+                continue
+            if self.mode == "strict":
+                if self.target(e).rule.mode not in COPY_MODES:
+                    continue
+            elif self.mode == "collection":
+                if e.collection_id == s.collection_id:
+                    out.append(es)
+                continue
+            c = await self.catalog.get(e.collection_id)
+            if c is not None and done.intersection(c.leaf_nodes):
+                out.append(es)
+        return out
+
+    async def rows_for(self, conn: AsyncConnection, s: Scope, collection: Collection | None) -> list[ContentView]:
+        leaves = collection.leaf_nodes if collection is not None else ()
+        return await repo.mode_rows(conn, s, self.mode, leaves)
+
