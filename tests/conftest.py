@@ -19,13 +19,18 @@ RUN_ID = uuid.uuid4().hex[:8]
 
 
 @pytest.fixture(scope="session")
-def pg_url():
+def pg_server():
     with PostgresServer() as server:
-        dsn = create_database(server.admin_dsn)
-        url = dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
-        upgrade(url)
-        yield url
-        drop_database(server.admin_dsn, dsn)
+        yield server
+
+
+@pytest.fixture(scope="session")
+def pg_url(pg_server):
+    dsn = create_database(pg_server.admin_dsn)
+    url = dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
+    upgrade(url)
+    yield url
+    drop_database(pg_server.admin_dsn, dsn)
 
 
 @pytest.fixture(scope="session")
@@ -92,6 +97,7 @@ def user() -> str:
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "settings(**kw): override Settings fields for the test")
+    config.addinivalue_line("markers", "mode(name): run on an instance in this context mode (tests/test_modes.py)")
 
 
 async def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02):

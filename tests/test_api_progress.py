@@ -19,11 +19,17 @@ async def test_context_round_trip_and_bad_input(client):
     assert r.status_code == 200, r.json()
     got = (await client.get("/v1/context/b-1")).json()["result"]
     assert got["type"] == "batch" and got["collectionIds"] == ["c1", "c2"]
-    assert got["startDate"] == 1767225600000 and got["document"]["carryForward"] == {"mode": "none"}
+    assert got["startDate"] == 1767225600000 and got["document"]["carryForward"] == {"mode": "none", "withinContextDates": False}
     for req, field in [({"collectionIds": ["c"]}, "request.type"),
                        ({"type": "batch", "collectionIds": []}, "request.collectionIds"),
                        ({"type": "batch", "collectionIds": ["c"], "startDate": 2, "endDate": 1}, "request.endDate"),
-                       ({"type": "batch", "collectionIds": ["c"], "startDate": "soon"}, "request.startDate")]:
+                       ({"type": "batch", "collectionIds": ["c"], "startDate": "soon"}, "request.startDate"),
+                       ({"type": "batch", "collectionIds": ["c"], "carryForward": {"mode": "teleport"}},
+                        "request.carryForward.mode"),
+                       ({"type": "batch", "collectionIds": ["c"], "carryForward": {"mode": "move", "windowDays": -1}},
+                        "request.carryForward.windowDays"),
+                       ({"type": "batch", "collectionIds": ["c"], "carryForward": {"mode": "move", "window": 9}},
+                        "request.carryForward.window")]:
         r = await client.put("/v1/context/b-2", json={"request": req})
         assert r.status_code == 400, (req, r.json())
         assert r.json()["id"] == "api.context.put" and r.json()["result"]["field"] == field

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .adapters.db import collections as collections_repo, outbox, progress as repo
-from .adapters.db.views import mark_dirty
+from .adapters.db.views import load_scope, mark_dirty
 from .clock import now_ms
 from .loops import PollingLoop
 from .domain.assessments import score_aggregates
@@ -89,10 +89,12 @@ class AggregationWorker(PollingLoop):
             carried = await self._pull(conn, s, e, collection)
             # Read under the lock: a later recompute reads at least what this one read.
             rows = await self.carry.rows_for(conn, s, collection)
-            await mark_dirty(conn, await self.carry.dependents(conn, s, rows), now)
+            own = rows if self.carry.mode == "strict" else await load_scope(conn, s)  # stored in `s` itself
+            if c.propagate:
+                await mark_dirty(conn, await self.carry.dependents(conn, s, own), now, propagate=False)
             p = compute(collection, rows)
             if p.collection is None:
-                if all(v.key.content_id == s.collection_id for v in rows):
+                if own and all(v.key.content_id == s.collection_id for v in own):
                     await repo.finish(conn, c, self.worker_id, now)  # a content on its own: nothing to aggregate
                     return False
                 # Unknown collection: kept, retried later, and at once when it is registered.

@@ -62,13 +62,16 @@ def is_earned(v: ContentView) -> bool:
     return v.carried_from is None or v.carried_from.get("mode") == "move"
 
 
-def is_source(mode: str, v: ContentView, target: Scope) -> bool:
+def is_source(t: "Target", v: ContentView) -> bool:
+    """copy-content: a completion anywhere else. copy-collection: a completion inside another
+    collection; one made on its own counts only once the learner is enrolled (work done while
+    enrolled is work for the course; earlier standalone views are not)."""
     k = v.key
-    if v.status != COMPLETED or not is_earned(v) or k.scope == target:
+    if v.status != COMPLETED or not is_earned(v) or k.scope == t.scope:
         return False
-    if mode == "copy-collection":
-        return k.content_id != k.collection_id  # made inside a collection, not on its own
-    return mode == "copy-content"
+    if t.rule.mode == "copy-collection":
+        return k.content_id != k.collection_id or (v.last_completed_time or 0) >= t.enrolled_date
+    return t.rule.mode == "copy-content"
 
 
 def _fraction(v: ContentView) -> float:
@@ -79,7 +82,7 @@ def pick_sources(t: Target, candidates: list[ContentView]) -> dict[str, ContentV
     """Per content, the source carried in: the best score, then the earliest completion."""
     best: dict[str, ContentView] = {}
     for v in candidates:
-        if not is_source(t.rule.mode, v, t.scope) or not qualifies(t, v.last_completed_time):
+        if not is_source(t, v) or not qualifies(t, v.last_completed_time):
             continue
         cur = best.get(v.key.content_id)
         rank = (_fraction(v), -(v.last_completed_time or 0), _order(v))

@@ -167,15 +167,17 @@ class Carry:
 
     # -- continuous -------------------------------------------------------------
 
-    async def dependents(self, conn: AsyncConnection, s: Scope, rows: list[ContentView]) -> list[Scope]:
-        """Active enrolments that must be recomputed because the rows of `s` changed: those that
-        count these rows (collection and content modes) or may copy their completions (strict)."""
+    async def dependents(self, conn: AsyncConnection, s: Scope, own: list[ContentView]) -> list[Scope]:
+        """Active enrolments to recompute because the rows stored in `s` (`own`) changed: those
+        that count them (collection and content modes) or may copy their completions (strict)."""
         if self.mode == "strict":
-            done = {v.key.content_id for v in rows if v.status == COMPLETED and is_earned(v)}
-            if not done:
-                return []
+            done = {v.key.content_id for v in own if v.status == COMPLETED and is_earned(v)}
+        elif self.mode == "content":
+            done = {v.key.content_id for v in own if v.key.content_id == v.key.collection_id}
         else:
-            done = {v.key.content_id for v in rows}
+            done = {v.key.content_id for v in own} if s.context_id == s.collection_id else set()
+        if not done:
+            return []
         out = []
         for e in await repo.enrolments_with_contexts(conn, s.user_id):
             es = _scope(e)

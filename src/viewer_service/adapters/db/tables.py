@@ -71,6 +71,9 @@ scope_dirty = sa.Table(
     sa.Column("due_at", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("claimed_by", sa.String(64)),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    # False when only marked because a scope it depends on changed (services/carry.py): its
+    # recompute then marks no dependents of its own, so marks cannot ping-pong between scopes.
+    sa.Column("propagate", sa.Boolean, nullable=False, server_default=sa.true()),
     sa.Index("ix_scope_dirty_due", "due_at"),
     sa.Index("ix_scope_dirty_collection", "collection_id"),
 )

@@ -150,10 +150,10 @@ _update_sqlite = (
 )
 
 
-async def mark_dirty(conn: AsyncConnection, scopes: Iterable[Scope], now_ms: int) -> None:
+async def mark_dirty(conn: AsyncConnection, scopes: Iterable[Scope], now_ms: int, *, propagate: bool = True) -> None:
     params = [
         {"user_id": s.user_id, "collection_id": s.collection_id, "context_id": s.context_id,
-         "seq": 1, "marked_at": now_ms, "due_at": now_ms}
+         "seq": 1, "marked_at": now_ms, "due_at": now_ms, "propagate": propagate}
         for s in sorted(set(scopes), key=lambda s: (s.user_id, s.collection_id, s.context_id))
     ]
     if not params:
@@ -169,6 +169,7 @@ def _mark_stmt(conn: AsyncConnection):
         set_={
             "seq": d.seq + 1,
             "marked_at": stmt.excluded.marked_at,
+            "propagate": d.propagate | stmt.excluded.propagate,
             # A claimed row keeps its lease (the claimant sees the new seq and requeues it); an
             # unclaimed one waiting for its collection becomes due now.
             "due_at": sa.case((d.claimed_by.is_(None) & (stmt.excluded.due_at < d.due_at), stmt.excluded.due_at),

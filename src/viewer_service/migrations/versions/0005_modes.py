@@ -22,6 +22,8 @@ def upgrade() -> None:
         b.add_column(sa.Column("carried_from", Json))
     with op.batch_alter_table("enrolment") as b:
         b.add_column(sa.Column("moved_to", Json))
+    with op.batch_alter_table("scope_dirty") as b:
+        b.add_column(sa.Column("propagate", sa.Boolean, nullable=False, server_default=sa.true()))
     op.create_table(
         "instance_setting",
         sa.Column("name", sa.String(64), primary_key=True),
@@ -32,6 +34,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("instance_setting")
+    with op.batch_alter_table("scope_dirty") as b:
+        b.drop_column("propagate")
     with op.batch_alter_table("enrolment") as b:
         b.drop_column("moved_to")
     with op.batch_alter_table("user_content_consumption") as b:

@@ -1,0 +1,454 @@
+"""The seed's "Config Modes" tables as acceptance tests, through the HTTP API, on SQLite and on
+PostgreSQL + Redis (docs/modes.md).
+
+Every "API responses for various other actions" row is a test (or a parametrized case) named
+after its mode and row number; the "Entry in DB" tables are checked through reads. Client
+times (`ts`, `enrolledDate`) express "after 1 month" (30 days) and "after 3 months" (91 days).
+The carry-forward contexts use the seed's business rule: completed in the last 3 months (90
+days) or within the context's dates."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from helpers import now_ms
+from progress_helpers import events_for, post, put_collection, queue_empty, stored_enrolment, summary
+from servers import create_database, drop_database
+from viewer_service.adapters.db.migrate import upgrade
+from conftest import wait_until
+
+DAY = 86_400_000
+MONTH, THREE_MONTHS = 30 * DAY, 91 * DAY
+SDA, DDA, TDA = "single-digit-addition", "double-digit-addition", "triple-digit-addition"
+C1, C2 = "class-1-maths", "class-2-maths"
+SEED_RULE = {"windowDays": 90, "withinContextDates": True}
+
+
+# -- instances in content and collection mode: each has its own database -----------------------
+
+@pytest.fixture(scope="session")
+def mode_databases(tmp_path_factory, request):
+    made: dict = {}
+
+    def get(backend: str, mode: str) -> str:
+        if (backend, mode) not in made:
+            if backend == "sqlite":
+                url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('modes') / f'{mode}.db'}"
+            else:
+                admin.append(request.getfixturevalue("pg_server").admin_dsn)
+                dsn = create_database(admin[0])
+                dropped.append(dsn)
+                url = dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
+            upgrade(url)
+            made[(backend, mode)] = url
+        return made[(backend, mode)]
+
+    admin: list[str] = []
+    dropped: list[str] = []
+    yield get
+    for dsn in dropped:
+        drop_database(admin[0], dsn)
+
+
+@pytest.fixture
+def settings(request, backend, mode_databases, settings):  # noqa: F811 - extends conftest's
+    mode = getattr(request, "param", None) or getattr(request.node.get_closest_marker("mode"), "args", [None])[0]
+    if mode in (None, "strict"):
+        return settings
+    return settings.model_copy(update={"context_mode": mode, "database_url": mode_databases(backend, mode)})
+
+
+@pytest.fixture
+def rahul() -> str:
+    return f"rahul-{uuid.uuid4().hex[:8]}"
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+async def complete(client, user, content, collection=None, context=None, ts=None):
+    keys = {"userId": user, "contentId": content}
+    if collection:
+        keys["collectionId"] = collection
+    if context:
+        keys["contextId"] = context
+    if ts is not None:
+        keys["ts"] = ts
+    for op in ("start", "end"):
+        st, body = await post(client, f"/v1/view/{op}", **keys)
+        assert st == 200, body
+
+
+async def status(client, user, content, collection=None, context=None, *, fields=None) -> dict:
+    """What a player asks when the learner opens `content` (from search: no collection)."""
+    req = {"userId": user, "contentId": [content]}
+    if collection:
+        req["collectionId"] = collection
+    if context:
+        req["contextId"] = context
+    if fields:
+        req["fields"] = fields
+    st, body = await post(client, "/v1/view/read", **req)
+    assert st == 200, body
+    [c] = body["result"]["contents"]
+    return c
+
+
+async def opens(client, user, content, collection=None, context=None) -> int:
+    return (await status(client, user, content, collection, context))["status"]
+
+
+async def context(client, cid, collections, start=None, end=None, carry=None):
+    req = {"type": "batch", "collectionIds": collections}
+    if start is not None:
+        req["startDate"] = start
+    if end is not None:
+        req["endDate"] = end
+    if carry is not None:
+        req["carryForward"] = carry
+    r = await client.put(f"/v1/context/{cid}", json={"request": req})
+    assert r.status_code == 200, r.json()
+
+
+async def enrol(client, user, collection, ctx, at) -> dict:
+    st, body = await post(client, "/v1/enrol", userId=user, collectionId=collection, contextId=ctx, enrolledDate=at)
+    assert st == 200, body
+    return body["result"]
+
+
+COMPLETE, NOT_STARTED = 2, 0
+
+
+# -- Strict context mode ----------------------------------------------------------------------
+
+@pytest.fixture
+async def strict_story(client, rahul):
+    """Rahul completes single-digit-addition in batch-1 of class-1-maths, and double-digit-addition
+    on its own."""
+    await put_collection(client, C1, leafNodes=[SDA, DDA])
+    await context(client, "batch-1", [C1])
+    await enrol(client, rahul, C1, "batch-1", now_ms() - 10 * DAY)
+    await complete(client, rahul, SDA, C1, "batch-1")
+    await complete(client, rahul, DDA)
+    return rahul
+
+
+async def test_strict_entry_in_db(client, strict_story):
+    assert await opens(client, strict_story, SDA, C1, "batch-1") == COMPLETE  # (class-1-maths, batch-1)
+    assert await opens(client, strict_story, DDA, DDA, DDA) == COMPLETE  # (dda, dda): on its own
+
+
+async def test_strict_1_in_course_while_batch_active(client, strict_story):
+    assert await opens(client, strict_story, SDA, C1, "batch-1") == COMPLETE
+
+
+async def test_strict_2_after_search(client, strict_story):
+    assert await opens(client, strict_story, SDA) == NOT_STARTED
+
+
+async def test_strict_3_rejoined_batch_2(client, strict_story):
+    await context(client, "batch-2", [C1])
+    await enrol(client, strict_story, C1, "batch-2", now_ms())
+    assert await opens(client, strict_story, SDA, C1, "batch-2") == NOT_STARTED
+
+
+async def test_strict_4_inverse_organic_then_course(client, rahul):
+    await put_collection(client, C1, leafNodes=[SDA, DDA])
+    await context(client, "batch-1", [C1])
+    await complete(client, rahul, SDA)
+    await enrol(client, rahul, C1, "batch-1", now_ms())
+    assert await opens(client, rahul, SDA, C1, "batch-1") == NOT_STARTED
+
+
+async def test_strict_5_organic_content_in_course(client, strict_story):
+    assert await opens(client, strict_story, DDA, C1, "batch-1") == NOT_STARTED
+
+
+async def test_strict_6_organic_content_after_search(client, strict_story):
+    assert await opens(client, strict_story, DDA) == COMPLETE
+
+
+# -- Content mode -----------------------------------------------------------------------------
+
+@pytest.fixture
+async def content_story(client, rahul):
+    await put_collection(client, C1, leafNodes=[SDA, DDA])
+    await put_collection(client, C2, leafNodes=[SDA, TDA])
+    await context(client, "batch-1", [C1])
+    await enrol(client, rahul, C1, "batch-1", now_ms() - 10 * DAY)
+    await complete(client, rahul, SDA, C1, "batch-1")
+    return rahul
+
+
+@pytest.mark.mode("content")
+async def test_content_entry_in_db(client, content_story):
+    # Stored at (single-digit-addition, single-digit-addition): the same entry whatever is asked.
+    assert await opens(client, content_story, SDA, SDA, SDA) == COMPLETE
+    assert await opens(client, content_story, SDA, C1, "batch-1") == COMPLETE
+
+
+@pytest.mark.mode("content")
+async def test_content_1_in_course_while_batch_active(client, content_story):
+    assert await opens(client, content_story, SDA, C1, "batch-1") == COMPLETE
+
+
+@pytest.mark.mode("content")
+async def test_content_2_after_search(client, content_story):
+    assert await opens(client, content_story, SDA) == COMPLETE
+
+
+@pytest.mark.mode("content")
+async def test_content_3_rejoined_batch_2(client, app, content_story):
+    await context(client, "batch-2", [C1])
+    await enrol(client, content_story, C1, "batch-2", now_ms())
+    assert await opens(client, content_story, SDA, C1, "batch-2") == COMPLETE
+    assert await wait_until(lambda: queue_empty(app, content_story))
+    s = await summary(client, content_story, C1, "batch-2")
+    assert (s["contentStatus"], s["progress"]) == ({SDA: 2}, 50)
+
+
+@pytest.mark.mode("content")
+async def test_content_4_joined_another_collection(client, app, content_story):
+    await context(client, "c2-batch-1", [C2])
+    await enrol(client, content_story, C2, "c2-batch-1", now_ms())
+    assert await opens(client, content_story, SDA, C2, "c2-batch-1") == COMPLETE
+    await complete(client, content_story, TDA)  # on its own: it still counts for class-2-maths
+    assert await wait_until(lambda: _enrolment_status(app, content_story, C2, "c2-batch-1", COMPLETE))
+
+
+async def _enrolment_status(app, user, collection, ctx, expected) -> bool:
+    e = await stored_enrolment(app, user, collection, ctx)
+    return e is not None and e.status == expected
+
+
+# -- Collection mode --------------------------------------------------------------------------
+
+@pytest.fixture
+async def collection_story(client, rahul):
+    await put_collection(client, C1, leafNodes=[SDA, DDA])
+    await put_collection(client, C2, leafNodes=[SDA, TDA])
+    await context(client, "batch-1", [C1])
+    await enrol(client, rahul, C1, "batch-1", now_ms() - 10 * DAY)
+    await complete(client, rahul, SDA, C1, "batch-1")
+    return rahul
+
+
+@pytest.mark.mode("collection")
+async def test_collection_entry_in_db(client, collection_story):
+    # Stored at (class-1-maths, class-1-maths): any context of the collection reads it.
+    assert await opens(client, collection_story, SDA, C1, C1) == COMPLETE
+
+
+@pytest.mark.mode("collection")
+async def test_collection_1_in_course_while_batch_active(client, collection_story):
+    assert await opens(client, collection_story, SDA, C1, "batch-1") == COMPLETE
+
+
+@pytest.mark.mode("collection")
+async def test_collection_2_after_search(client, collection_story):
+    assert await opens(client, collection_story, SDA) == NOT_STARTED
+
+
+@pytest.mark.mode("collection")
+async def test_collection_3_rejoined_batch_2(client, app, collection_story):
+    await context(client, "batch-2", [C1])
+    await enrol(client, collection_story, C1, "batch-2", now_ms())
+    assert await opens(client, collection_story, SDA, C1, "batch-2") == COMPLETE
+    s = await summary(client, collection_story, C1, "batch-2")
+    assert (s["contentStatus"], s["progress"]) == ({SDA: 2}, 50)
+    assert await wait_until(lambda: _enrolment_progress(app, collection_story, C1, "batch-2", 50))
+
+
+async def _enrolment_progress(app, user, collection, ctx, expected) -> bool:
+    e = await stored_enrolment(app, user, collection, ctx)
+    return e is not None and e.progress == expected
+
+
+@pytest.mark.mode("collection")
+async def test_collection_4_joined_another_collection(client, collection_story):
+    await context(client, "c2-batch-1", [C2])
+    await enrol(client, collection_story, C2, "c2-batch-1", now_ms())
+    assert await opens(client, collection_story, SDA, C2, "c2-batch-1") == NOT_STARTED
+
+
+@pytest.mark.mode("collection")
+async def test_collection_5_program_with_the_collection(client, collection_story):
+    await context(client, "program-abc", [C1])
+    await enrol(client, collection_story, C1, "program-abc", now_ms())
+    assert await opens(client, collection_story, SDA, C1, "program-abc") == COMPLETE
+
+
+@pytest.mark.mode("collection")
+async def test_collection_summaries_are_one_per_enrolment(client, collection_story):
+    r = await client.get(f"/v1/summary/list/{collection_story}")
+    assert r.status_code == 200, r.json()
+    assert [(s["collectionId"], s["contextId"]) for s in r.json()["result"]["summary"]] == [(C1, "batch-1")]
+
+
+@pytest.mark.mode("content")
+async def test_context_carry_forward_needs_strict_mode(client):
+    r = await client.put("/v1/context/b", json={"request": {"type": "batch", "collectionIds": [C1],
+                                                            "carryForward": {"mode": "copy-content"}}})
+    assert r.status_code == 400
+    assert r.json()["params"]["err"] == "INVALID_REQUEST" and "request.carryForward" in r.text
+
+
+# -- Copy content mode ------------------------------------------------------------------------
+
+async def copy_story(client, rahul, mode: str, t0: int, *, also_c2: bool = False):
+    """Rahul completes single-digit-addition (t0); it is in class-1-maths; he joins batch-1 and
+    completes double-digit-addition in it; triple-digit-addition is not started."""
+    rule = {"mode": mode, **SEED_RULE}
+    await complete(client, rahul, SDA, ts=t0)
+    await put_collection(client, C1, leafNodes=[SDA, DDA, TDA])
+    await context(client, f"{rahul}-batch-1", [C1, C2], start=t0, end=t0 + 20 * DAY, carry=rule)
+    await enrol(client, rahul, C1, f"{rahul}-batch-1", t0 + DAY)
+    await complete(client, rahul, DDA, C1, f"{rahul}-batch-1", ts=t0 + 2 * DAY)
+    if also_c2:
+        await put_collection(client, C2, leafNodes=[SDA, DDA])
+        await enrol(client, rahul, C2, f"{rahul}-batch-1", t0 + 3 * DAY)
+    return f"{rahul}-batch-1"
+
+
+@pytest.fixture
+def t0() -> int:
+    return now_ms() - 300 * DAY
+
+
+async def test_copy_content_entry_in_db(client, rahul, t0):
+    b1 = await copy_story(client, rahul, "copy-content", t0)
+    assert await opens(client, rahul, SDA) == COMPLETE
+    copied = await status(client, rahul, SDA, C1, b1, fields=["provenance"])
+    assert copied["status"] == COMPLETE and copied["lastCompletedTime"] == t0
+    assert copied["provenance"]["mode"] == "copy-content"
+    assert copied["provenance"]["from"] == {"collectionId": SDA, "contextId": SDA}
+    earned = await status(client, rahul, DDA, C1, b1, fields=["provenance"])
+    assert (earned["status"], earned["provenance"]) == (COMPLETE, None)
+    assert await opens(client, rahul, TDA, C1, b1) == NOT_STARTED
+
+
+async def test_copy_content_1_in_course_while_batch_active(client, rahul, t0):
+    b1 = await copy_story(client, rahul, "copy-content", t0)
+    assert await opens(client, rahul, SDA, C1, b1) == COMPLETE
+
+
+async def test_copy_content_2_after_search(client, rahul, t0):
+    await copy_story(client, rahul, "copy-content", t0)
+    assert await opens(client, rahul, SDA) == COMPLETE
+
+
+@pytest.mark.parametrize("after, expected", [(MONTH, COMPLETE), (THREE_MONTHS, NOT_STARTED)],
+                         ids=["3-after-1-month", "4-after-3-months"])
+async def test_copy_content_3_4_rejoined_batch_2(client, rahul, t0, after, expected):
+    b1 = await copy_story(client, rahul, "copy-content", t0)
+    rejoin = t0 + after  # batch-1 ended at t0 + 20 days
+    await context(client, f"{b1}-2", [C1], start=rejoin, end=rejoin + 60 * DAY,
+                  carry={"mode": "copy-content", **SEED_RULE})
+    await enrol(client, rahul, C1, f"{b1}-2", rejoin)
+    assert await opens(client, rahul, SDA, C1, f"{b1}-2") == expected
+
+
+async def test_copy_content_5_course_content_after_search(client, rahul, t0):
+    await copy_story(client, rahul, "copy-content", t0)
+    assert await opens(client, rahul, DDA) == NOT_STARTED
+
+
+async def test_copy_content_6_organic_completion_while_enrolled(client, app, rahul, t0):
+    b1 = await copy_story(client, rahul, "copy-content", t0)
+    await complete(client, rahul, TDA, ts=t0 + 5 * DAY)
+    assert await wait_until(lambda: _opens_as(client, rahul, TDA, C1, b1, COMPLETE))
+    assert await wait_until(lambda: _enrolment_status(app, rahul, C1, b1, COMPLETE))
+
+
+async def _opens_as(client, user, content, collection, ctx, expected) -> bool:
+    return await opens(client, user, content, collection, ctx) == expected
+
+
+# -- Copy collection mode ---------------------------------------------------------------------
+
+async def test_copy_collection_entry_in_db(client, rahul, t0):
+    b1 = await copy_story(client, rahul, "copy-collection", t0, also_c2=True)
+    assert await opens(client, rahul, SDA) == COMPLETE
+    assert await opens(client, rahul, SDA, C1, b1) == NOT_STARTED
+    assert await opens(client, rahul, DDA, C1, b1) == COMPLETE
+    assert await opens(client, rahul, TDA, C1, b1) == NOT_STARTED
+    assert await opens(client, rahul, SDA, C2, b1) == NOT_STARTED
+    copied = await status(client, rahul, DDA, C2, b1, fields=["provenance"])
+    assert copied["status"] == COMPLETE
+    assert copied["provenance"]["from"] == {"collectionId": C1, "contextId": b1}
+
+
+async def test_copy_collection_1_organic_content_in_course(client, rahul, t0):
+    b1 = await copy_story(client, rahul, "copy-collection", t0, also_c2=True)
+    assert await opens(client, rahul, SDA, C1, b1) == NOT_STARTED
+
+
+async def test_copy_collection_2_after_search(client, rahul, t0):
+    await copy_story(client, rahul, "copy-collection", t0, also_c2=True)
+    assert await opens(client, rahul, SDA) == COMPLETE
+
+
+@pytest.mark.parametrize("after, expected", [(MONTH, COMPLETE), (THREE_MONTHS, NOT_STARTED)],
+                         ids=["3-after-1-month", "4-after-3-months"])
+async def test_copy_collection_3_4_rejoined_batch_2(client, rahul, t0, after, expected):
+    b1 = await copy_story(client, rahul, "copy-collection", t0, also_c2=True)
+    rejoin = t0 + 2 * DAY + after  # after double-digit-addition was completed in batch-1
+    await context(client, f"{b1}-2", [C1], start=rejoin, end=rejoin + 60 * DAY,
+                  carry={"mode": "copy-collection", **SEED_RULE})
+    await enrol(client, rahul, C1, f"{b1}-2", rejoin)
+    assert await opens(client, rahul, DDA, C1, f"{b1}-2") == expected
+
+
+async def test_copy_collection_5_course_content_after_search(client, rahul, t0):
+    await copy_story(client, rahul, "copy-collection", t0, also_c2=True)
+    assert await opens(client, rahul, DDA) == NOT_STARTED
+
+
+async def test_copy_collection_6_organic_completion_while_enrolled(client, rahul, t0):
+    b1 = await copy_story(client, rahul, "copy-collection", t0, also_c2=True)
+    await complete(client, rahul, TDA, ts=t0 + 5 * DAY)
+    assert await wait_until(lambda: _opens_as(client, rahul, TDA, C1, b1, COMPLETE))
+
+
+async def test_copy_collection_7_in_the_other_course(client, rahul, t0):
+    b1 = await copy_story(client, rahul, "copy-collection", t0, also_c2=True)
+    assert await opens(client, rahul, DDA, C2, b1) == COMPLETE
+
+
+# -- Move mode --------------------------------------------------------------------------------
+
+@pytest.fixture
+async def move_story(client, rahul):
+    """Rahul completes single-digit-addition in batch-1 (still active), then enrols in Program 1,
+    which has class-1-maths and moves progress of an on-going batch into the program."""
+    t = now_ms() - 20 * DAY
+    await put_collection(client, C1, leafNodes=[SDA, DDA])
+    await context(client, f"{rahul}-batch-1", [C1], start=t, end=t + 90 * DAY)
+    await context(client, f"{rahul}-program-batch-1", [C1], carry={"mode": "move"})
+    await enrol(client, rahul, C1, f"{rahul}-batch-1", t)
+    await complete(client, rahul, SDA, C1, f"{rahul}-batch-1", ts=t + DAY)
+    moved = await enrol(client, rahul, C1, f"{rahul}-program-batch-1", t + 2 * DAY)
+    assert moved["movedFrom"] == [{"collectionId": C1, "contextId": f"{rahul}-batch-1"}]
+    assert moved["carried"] == [SDA]
+    return rahul
+
+
+async def test_move_entry_in_db(client, app, move_story):
+    rahul = move_story
+    moved = await status(client, rahul, SDA, C1, f"{rahul}-program-batch-1", fields=["provenance"])
+    assert moved["status"] == COMPLETE
+    assert moved["provenance"]["mode"] == "move"
+    assert moved["provenance"]["from"] == {"collectionId": C1, "contextId": f"{rahul}-batch-1"}
+    gone = await status(client, rahul, SDA, C1, f"{rahul}-batch-1")
+    assert gone["status"] == NOT_STARTED and gone["lastAccessTime"] is None  # the row is deleted
+    old = await stored_enrolment(app, rahul, C1, f"{rahul}-batch-1")
+    assert not old.active and old.moved_to["contextId"] == f"{rahul}-program-batch-1"
+
+
+async def test_move_1_old_batch(client, move_story):
+    assert await opens(client, move_story, SDA, C1, f"{move_story}-batch-1") == NOT_STARTED
+
+
+async def test_move_2_via_program(client, move_story):
+    assert await opens(client, move_story, SDA, C1, f"{move_story}-program-batch-1") == COMPLETE
