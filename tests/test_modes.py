@@ -9,6 +9,7 @@ days) or within the context's dates."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
@@ -452,3 +453,128 @@ async def test_move_1_old_batch(client, move_story):
 
 async def test_move_2_via_program(client, move_story):
     assert await opens(client, move_story, SDA, C1, f"{move_story}-program-batch-1") == COMPLETE
+
+
+# -- Beyond the tables: scores, completion, explainability, races -----------------------------
+
+def _assess(qid, ets, score, attempt):
+    return {"eid": "ASSESS", "ets": ets, "context": {"cdata": [{"type": "AttemptId", "id": attempt}]},
+            "edata": {"score": score, "duration": 3, "resvalues": [], "item": {"id": qid, "maxscore": 1}}}
+
+
+async def _submit(client, user, content, collection, ctx, ts, score, attempt):
+    st, body = await post(client, "/v1/assessment/submit", userId=user, contentId=content, collectionId=collection,
+                          contextId=ctx, assessments=[_assess("q1", ts, score, attempt), _assess("q2", ts + 1, 1, attempt)])
+    assert st == 200, body
+
+
+async def test_scores_come_with_carried_status_and_say_so(client, rahul, t0):
+    """The best score of a carried content comes along, marked carried, until a better attempt
+    is made in the target."""
+    await put_collection(client, "course-q", leafNodes=["quiz", "video"])
+    await _submit(client, rahul, "quiz", "quiz", None, t0, 0.5, "a1")
+    await complete(client, rahul, "quiz", ts=t0 + 1)
+    await context(client, f"{rahul}-b", ["course-q"], carry={"mode": "copy-content"})
+    result = await enrol(client, rahul, "course-q", f"{rahul}-b", t0 + DAY)
+    assert result["carried"] == ["quiz"]
+    s = await summary(client, rahul, "course-q", f"{rahul}-b")  # read-after-write: no wait for the worker
+    assert s["assessmentStatus"] == {"quiz": {"score": 1.5, "max_score": 2.0, "carried": True}}
+    assert s["contentOrigin"] == {"quiz": "carried"}
+    assert s["carriedFrom"]["quiz"]["from"] == {"collectionId": "quiz", "contextId": "quiz"}
+    assert s["carriedFrom"]["quiz"]["attemptId"] == "a1"
+    await _submit(client, rahul, "quiz", "course-q", f"{rahul}-b", t0 + 2 * DAY, 1, "a2")
+    s = await summary(client, rahul, "course-q", f"{rahul}-b")
+    assert s["assessmentStatus"] == {"quiz": {"score": 2.0, "max_score": 2.0, "carried": False}}
+    st, body = await post(client, "/v1/assessment/read", userId=rahul, contentId=["quiz"], collectionId="course-q",
+                          contextId=f"{rahul}-b")
+    assert st == 200, body
+    assert body["result"]["contents"][0]["score"] == 2.0
+
+
+async def test_carried_completion_completes_the_enrolment_once(client, app, rahul, t0):
+    await put_collection(client, "course-e", leafNodes=["a", "b"])
+    await complete(client, rahul, "a", ts=t0)
+    await complete(client, rahul, "b", ts=t0 + 1)
+    await context(client, f"{rahul}-b", ["course-e"], carry={"mode": "copy-content"})
+    enrolled = t0 + 10 * DAY
+    await enrol(client, rahul, "course-e", f"{rahul}-b", enrolled)
+    s = await summary(client, rahul, "course-e", f"{rahul}-b")
+    assert (s["status"], s["progress"], s["completedOn"]) == (2, 100, enrolled)  # not before it began
+    assert await wait_until(lambda: _enrolment_status(app, rahul, "course-e", f"{rahul}-b", COMPLETE))
+    await enrol(client, rahul, "course-e", f"{rahul}-b", enrolled)  # idempotent: nothing more happens
+    await complete(client, rahul, "a", ts=t0 + 2)  # a later view of a source changes nothing either
+    assert await wait_until(lambda: queue_empty(app, rahul))
+    assert await wait_until(lambda: _events(app, rahul, "course-e", 1))
+    assert (await stored_enrolment(app, rahul, "course-e", f"{rahul}-b")).completed_on == enrolled
+
+
+async def _events(app, user, collection, n) -> bool:
+    found = [e for e in events_for(app, user) if collection in str(e) and e.get("eid") != "BE_JOB_REQUEST"]
+    return len(found) == n
+
+
+@pytest.mark.settings(carry_forward="copy-content", carry_forward_window_days=90)
+async def test_instance_default_applies_to_contexts_without_their_own_rule(client, rahul, t0):
+    await put_collection(client, "course-d", leafNodes=["a", "b"])
+    await complete(client, rahul, "a", ts=t0)
+    await context(client, f"{rahul}-plain", ["course-d"])
+    await context(client, f"{rahul}-strict", ["course-d"], carry={"mode": "none"})
+    await enrol(client, rahul, "course-d", f"{rahul}-plain", t0 + DAY)
+    await enrol(client, rahul, "course-d", f"{rahul}-strict", t0 + DAY)
+    assert await opens(client, rahul, "a", "course-d", f"{rahul}-plain") == COMPLETE
+    assert await opens(client, rahul, "a", "course-d", f"{rahul}-strict") == NOT_STARTED
+    late = f"{rahul}-late"  # the instance's 90-day window
+    await context(client, late, ["course-d"])
+    await enrol(client, rahul, "course-d", late, t0 + 91 * DAY)
+    assert await opens(client, rahul, "a", "course-d", late) == NOT_STARTED
+
+
+async def test_completions_racing_an_enrolment_are_all_carried(client, app, rahul, t0):
+    """Whichever commits first, every qualifying completion ends up copied (services/carry.py)."""
+    leaves = [f"c{i}" for i in range(12)]
+    await put_collection(client, "course-r", leafNodes=leaves)
+    await context(client, f"{rahul}-b", ["course-r"], carry={"mode": "copy-content"})
+    ts = now_ms() - 60_000
+    await asyncio.gather(enrol(client, rahul, "course-r", f"{rahul}-b", ts - 1),
+                         *(complete(client, rahul, c, ts=ts) for c in leaves))
+    assert await wait_until(lambda: _enrolment_status(app, rahul, "course-r", f"{rahul}-b", COMPLETE))
+    s = await summary(client, rahul, "course-r", f"{rahul}-b")
+    assert s["contentOrigin"] == {c: "carried" for c in leaves} and s["progress"] == 100
+
+
+async def test_move_keeps_a_completed_enrolment_and_copies_from_it(client, app, rahul):
+    t = now_ms() - 20 * DAY
+    await put_collection(client, "course-m", leafNodes=["a"])
+    await context(client, f"{rahul}-b1", ["course-m"])
+    await context(client, f"{rahul}-p1", ["course-m"], carry={"mode": "move"})
+    await enrol(client, rahul, "course-m", f"{rahul}-b1", t)
+    await complete(client, rahul, "a", "course-m", f"{rahul}-b1", ts=t + 1)
+    assert await wait_until(lambda: _enrolment_status(app, rahul, "course-m", f"{rahul}-b1", COMPLETE))
+    result = await enrol(client, rahul, "course-m", f"{rahul}-p1", t + DAY)
+    assert result["movedFrom"] == [] and result["carried"] == ["a"]
+    assert await opens(client, rahul, "a", "course-m", f"{rahul}-b1") == COMPLETE  # still there
+    p = (await status(client, rahul, "a", "course-m", f"{rahul}-p1", fields=["provenance"]))["provenance"]
+    assert p["mode"] == "move" and p["sourceKept"] is True
+    assert (await stored_enrolment(app, rahul, "course-m", f"{rahul}-b1")).active
+
+
+async def test_move_leaves_an_ended_batch_alone(client, app, rahul):
+    t = now_ms() - 100 * DAY
+    await put_collection(client, "course-x", leafNodes=["a", "b"])
+    await context(client, f"{rahul}-b1", ["course-x"], start=t, end=t + 30 * DAY)
+    await context(client, f"{rahul}-p1", ["course-x"], carry={"mode": "move"})
+    await enrol(client, rahul, "course-x", f"{rahul}-b1", t)
+    await complete(client, rahul, "a", "course-x", f"{rahul}-b1", ts=t + 1)
+    result = await enrol(client, rahul, "course-x", f"{rahul}-p1", t + 60 * DAY)
+    assert result["movedFrom"] == [] and result["carried"] == []
+    assert await opens(client, rahul, "a", "course-x", f"{rahul}-b1") == COMPLETE
+    assert await opens(client, rahul, "a", "course-x", f"{rahul}-p1") == NOT_STARTED
+
+
+async def test_moved_summary_explains_where_progress_went(client, move_story):
+    rahul = move_story
+    old = await summary(client, rahul, C1, f"{rahul}-batch-1")
+    assert old["active"] is False and old["movedTo"]["contextId"] == f"{rahul}-program-batch-1"
+    new = await summary(client, rahul, C1, f"{rahul}-program-batch-1")
+    assert new["contentOrigin"] == {SDA: "carried"} and new["carriedFrom"][SDA]["mode"] == "move"
+    assert new["progress"] == 50
