@@ -251,3 +251,11 @@ async def test_a_fresh_database_left_empty_records_the_mode_too(tmp_path):
         pass
     async with Serve(content, tmp_path) as c:
         assert await _status(c, {"userId": "u1", "contentId": "c1"}) == {"c1": 0}
+
+
+def test_carry_forward_outside_strict_mode_is_refused_with_a_clear_message(tmp_path):
+    env = _sqlite_env(tmp_path, "cf.db", VIEWER_CONTEXT_MODE="content", VIEWER_CARRY_FORWARD="move")
+    out = _run(["serve"], env, tmp_path)
+    assert out.returncode == 2
+    assert "VIEWER_CARRY_FORWARD works on top of VIEWER_CONTEXT_MODE=strict only" in out.stderr
+    assert "Traceback" not in out.stderr

@@ -169,7 +169,14 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("mode", choices=["strict", "content", "collection"])
     m.set_defaults(func=_migrate_mode)
     args = p.parse_args(argv)
-    return args.func(args)
+    from pydantic import ValidationError
+
+    try:
+        return args.func(args)
+    except ValidationError as e:  # a VIEWER_* setting: say which, without a traceback
+        problems = "; ".join(f"{'.'.join(map(str, x['loc'])) or 'settings'}: {x['msg']}" for x in e.errors())
+        print(f"viewer-service: invalid configuration: {problems}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
