@@ -578,3 +578,12 @@ async def test_moved_summary_explains_where_progress_went(client, move_story):
     new = await summary(client, rahul, C1, f"{rahul}-program-batch-1")
     assert new["contentOrigin"] == {SDA: "carried"} and new["carriedFrom"][SDA]["mode"] == "move"
     assert new["progress"] == 50
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_bad_mode_input_gets_the_field(client, rahul):
+    st, body = await post(client, "/v1/view/read", userId=rahul, contentId=["a"], fields=["why"])
+    assert st == 400 and body["result"]["field"] == "request.fields.0", body
+    r = await client.put("/v1/context/x", json={"request": {"type": "batch", "collectionIds": ["c"],
+                                                            "carryForward": {"mode": "copy-content", "windowDays": "soon"}}})
+    assert r.status_code == 400 and r.json()["result"]["field"] == "request.carryForward.windowDays", r.json()

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .adapters.db import collections as collections_repo, outbox, progress as repo
+from .adapters.db import carry as carry_repo, collections as collections_repo, outbox, progress as repo
 from .adapters.db.views import load_scope, mark_dirty
 from .clock import now_ms
 from .loops import PollingLoop
@@ -86,12 +86,16 @@ class AggregationWorker(PollingLoop):
             if stored_at is not None and (collection is None or collection.updated_at != stored_at):
                 collection = await collections_repo.load(conn, s.collection_id)
             e = await repo.load_enrolment(conn, s, for_update=True)
-            carried = await self._pull(conn, s, e, collection)
+            # The learner's active enrolments with their contexts: read once, for the pull and
+            # for the dependents, and only when either may need them.
+            ens = await carry_repo.enrolments_with_contexts(conn, s.user_id) \
+                if (e is not None and e.active) or c.propagate else None
+            carried = await self._pull(conn, s, e, collection, ens)
             # Read under the lock: a later recompute reads at least what this one read.
             rows = await self.carry.rows_for(conn, s, collection)
             own = rows if self.carry.mode == "strict" else await load_scope(conn, s)  # stored in `s` itself
             if c.propagate:
-                await mark_dirty(conn, await self.carry.dependents(conn, s, own), now, propagate=False)
+                await mark_dirty(conn, await self.carry.dependents(conn, s, own, ens), now, propagate=False)
             p = compute(collection, rows)
             if p.collection is None:
                 if own and all(v.key.content_id == s.collection_id for v in own):
@@ -121,11 +125,11 @@ class AggregationWorker(PollingLoop):
         self.recomputed += 1
         return bool(events)
 
-    async def _pull(self, conn, s, e, collection) -> list:
+    async def _pull(self, conn, s, e, collection, enrolments) -> list:
         """Copy mode: take completions made elsewhere that qualify (services/carry.py)."""
         if self.carry.mode != "strict" or collection is None or e is None or not e.active:
             return []
-        t = await self.carry.target_of(conn, s)
+        t = await self.carry.target_of(conn, s, enrolments)
         if t is None or t.rule.mode not in COPY_MODES:
             return []
         return (await self.carry.pull(conn, t, collection, "completion", mark=False)).rows

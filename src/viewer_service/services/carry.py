@@ -55,15 +55,14 @@ class Carry:
         return Target(_scope(e), e.enrolled_date, e.start_date, e.end_date,
                       rule_for(self.default, e.context_document))
 
-    async def _enrolment(self, conn: AsyncConnection, s: Scope):
-        for e in await repo.enrolments_with_contexts(conn, s.user_id):
+    async def target_of(self, conn: AsyncConnection, s: Scope, enrolments=None) -> Target | None:
+        """`enrolments`: the learner's active ones with contexts, when the caller has them."""
+        if enrolments is None:
+            enrolments = await repo.enrolments_with_contexts(conn, s.user_id)
+        for e in enrolments:
             if _scope(e) == s:
-                return e
+                return self.target(e)
         return None
-
-    async def target_of(self, conn: AsyncConnection, s: Scope) -> Target | None:
-        e = await self._enrolment(conn, s)
-        return None if e is None else self.target(e)
 
     # -- enrolment --------------------------------------------------------------
 
@@ -167,7 +166,8 @@ class Carry:
 
     # -- continuous -------------------------------------------------------------
 
-    async def dependents(self, conn: AsyncConnection, s: Scope, own: list[ContentView]) -> list[Scope]:
+    async def dependents(self, conn: AsyncConnection, s: Scope, own: list[ContentView],
+                         enrolments=None) -> list[Scope]:
         """Active enrolments to recompute because the rows stored in `s` (`own`) changed: those
         that count them (collection and content modes) or may copy their completions (strict)."""
         if self.mode == "strict":
@@ -179,7 +179,9 @@ class Carry:
         if not done:
             return []
         out = []
-        for e in await repo.enrolments_with_contexts(conn, s.user_id):
+        if enrolments is None:
+            enrolments = await repo.enrolments_with_contexts(conn, s.user_id)
+        for e in enrolments:
             es = _scope(e)
             if es == s:
                 continue

@@ -13,7 +13,7 @@ from ...domain.views import ContentView, RowKey
 from .progress import where_scope
 from .tables import (assessment_aggregator as aa, context as ctx, enrolment as en, instance_setting,
                      user_activity_agg as agg, user_content_consumption as ucc)
-from .views import _insert, to_row
+from .views import _insert, load_scope, to_row
 
 
 async def user_rows(conn: AsyncConnection, user_id: str, content_ids: Iterable[str]) -> list[ContentView]:
@@ -29,8 +29,8 @@ async def mode_rows(conn: AsyncConnection, s: Scope, mode: str, leaves: Iterable
     """The rows that count for the enrolment scope `s`, re-keyed to it. strict: its own rows;
     collection: those at (collection, collection); content: each leaf's own (leaf, leaf) row."""
     if mode == "strict":
-        q = sa.select(ucc).where(where_scope(ucc, s))
-    elif mode == "collection":
+        return await load_scope(conn, s)
+    if mode == "collection":
         q = sa.select(ucc).where(ucc.c.user_id == s.user_id, ucc.c.collection_id == s.collection_id,
                                  ucc.c.context_id == s.collection_id)
     else:
@@ -49,15 +49,16 @@ def _rekey(v: ContentView, s: Scope) -> ContentView:
     return replace(v, key=RowKey(s.user_id, s.collection_id, s.context_id, v.key.content_id))
 
 
-async def enrolments_with_contexts(conn: AsyncConnection, user_id: str, *, active_only: bool = True):
-    """The learner's enrolments, each with its context's dates and document (None for a
+# Built once: the worker runs it for every recompute of an enrolled scope.
+_ENROLMENTS = (sa.select(en, ctx.c.start_date, ctx.c.end_date, ctx.c.document.label("context_document"))
+               .select_from(en.outerjoin(ctx, ctx.c.context_id == en.c.context_id))
+               .where(en.c.user_id == sa.bindparam("user_id"), en.c.active.is_(True)))
+
+
+async def enrolments_with_contexts(conn: AsyncConnection, user_id: str):
+    """The learner's active enrolments, each with its context's dates and document (None for a
     collection's own context, which is not registered)."""
-    q = (sa.select(en, ctx.c.start_date, ctx.c.end_date, ctx.c.document.label("context_document"))
-         .select_from(en.outerjoin(ctx, ctx.c.context_id == en.c.context_id))
-         .where(en.c.user_id == user_id))
-    if active_only:
-        q = q.where(en.c.active.is_(True))
-    return (await conn.execute(q)).all()
+    return (await conn.execute(_ENROLMENTS, {"user_id": user_id})).all()
 
 
 async def delete_rows(conn: AsyncConnection, s: Scope) -> None:
