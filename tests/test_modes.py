@@ -587,3 +587,20 @@ async def test_bad_mode_input_gets_the_field(client, rahul):
     r = await client.put("/v1/context/x", json={"request": {"type": "batch", "collectionIds": ["c"],
                                                             "carryForward": {"mode": "copy-content", "windowDays": "soon"}}})
     assert r.status_code == 400 and r.json()["result"]["field"] == "request.carryForward.windowDays", r.json()
+
+
+@pytest.mark.mode("collection")
+async def test_a_better_score_asks_every_enrolment_that_counts_it_to_reissue(client, app, rahul):
+    """In collection mode the score is stored once, at (collection, collection); each enrolment of
+    the collection gets its certificate re-evaluated."""
+    await put_collection(client, "course-cs", leafNodes=["quiz"])
+    for b in ("b1", "b2"):
+        await context(client, f"{rahul}-{b}", ["course-cs"])
+        await enrol(client, rahul, "course-cs", f"{rahul}-{b}", now_ms() - DAY)
+    await _submit(client, rahul, "quiz", "course-cs", f"{rahul}-b1", now_ms() - 60_000, 0.5, "a1")
+    assert await wait_until(lambda: _reissued(app, rahul, {f"{rahul}-b1", f"{rahul}-b2"}))
+
+
+async def _reissued(app, user, contexts) -> bool:
+    found = {e["edata"]["batchId"] for e in events_for(app, user) if "attemptId" in e.get("edata", {})}
+    return found == contexts

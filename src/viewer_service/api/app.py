@@ -103,7 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                    EnrolmentService(engine, service, carry, catalog), summaries_, erase, downloads_,
                                    background.worker if background else None,
                                    AssessmentService(engine, service, catalog,
-                                                     max_events=settings.max_assess_events))
+                                                     max_events=settings.max_assess_events, carry=carry))
         try:
             yield
         finally:

@@ -43,8 +43,9 @@ class _Scored:
 
 class AssessmentService:
     def __init__(self, engine: AsyncEngine, views: ViewService, catalog: Catalog, *, max_events: int,
-                 clock: Callable[[], int] = now_ms):
+                 clock: Callable[[], int] = now_ms, carry=None):
         self.engine = engine
+        self.carry = carry
         self.views = views
         self.catalog = catalog
         self.max_events = max_events
@@ -120,8 +121,12 @@ class AssessmentService:
                     if s not in enrolled:
                         e = await load_enrolment(conn, s)
                         enrolled[s] = e is not None and e.active
-                    if enrolled[s]:
-                        events.append(cert_reissue_event(s.user_id, s.collection_id, s.context_id, key.content_id,
+                    targets = [s] if enrolled[s] else []
+                    if self.carry is not None and self.carry.mode != "strict":
+                        # The row counts for every enrolment that reads it (docs/modes.md).
+                        targets += await self.carry.dependents(conn, s, [new])
+                    for t in targets:
+                        events.append(cert_reissue_event(t.user_id, t.collection_id, t.context_id, key.content_id,
                                                          new.best_attempt_id, new.version, now))
             await views_repo.insert_rows(conn, created)
             await views_repo.update_rows(conn, updated)

@@ -12,6 +12,7 @@ from ..adapters.db import enrolments as repo
 from ..adapters.db.progress import load_enrolment
 from ..adapters.db.views import add_repairs, mark_dirty
 from ..clock import now_ms
+from ..domain.carry import rule_for
 from ..domain.errors import DomainError
 from ..domain.scope import Scope
 from ..domain.views import COMPLETED
@@ -75,7 +76,7 @@ class EnrolmentService:
         active again, keeping its date and progress), then carry progress in (docs/modes.md).
         Returns the enrolment, whether it changed, and what was carried."""
         now = self.clock()
-        collection = await self._collection(s.collection_id)
+        collection = await self._collection(s)
 
         async def run(conn):
             await self._check_context(conn, s)
@@ -101,13 +102,23 @@ class EnrolmentService:
             await self.views.forget(carried.emptied)
         return row, changed, carried
 
-    async def _collection(self, collection_id: str):
+    async def _collection(self, s: Scope):
+        """The collection, when a carry-forward rule applies to `s` (read before the transaction:
+        the catalog may fetch it remotely). None otherwise: enrolments without carry-forward
+        never wait on the catalog."""
         if self.catalog is None or self.carry is None or self.carry.mode != "strict":
             return None
         try:
-            return await self.catalog.get(collection_id)
+            doc = None
+            if s.context_id != s.collection_id:
+                async with self.views.reader.connect() as conn:
+                    c = await repo.load_context(conn, s.context_id)
+                doc = c.document if c is not None else None
+            if rule_for(self.carry.default, doc).mode == "none":
+                return None
+            return await self.catalog.get(s.collection_id)
         except Exception as e:  # noqa: BLE001 - the worker carries progress once it knows the collection
-            log.warning("enrol: collection %r not available for carry-forward now: %r", collection_id, e)
+            log.warning("enrol: collection %r not available for carry-forward now: %r", s.collection_id, e)
             return None
 
     async def _check_context(self, conn, s: Scope) -> None:
