@@ -604,3 +604,10 @@ async def test_a_better_score_asks_every_enrolment_that_counts_it_to_reissue(cli
 async def _reissued(app, user, contexts) -> bool:
     found = {e["edata"]["batchId"] for e in events_for(app, user) if "attemptId" in e.get("edata", {})}
     return found == contexts
+
+
+async def test_rejoining_a_moved_from_batch_starts_it_afresh(client, app, move_story):
+    rahul = move_story
+    again = await enrol(client, rahul, C1, f"{rahul}-batch-1", now_ms())
+    assert again["created"] and again["active"] and again["movedTo"] is None and again["progress"] == 0
+    assert await opens(client, rahul, SDA, C1, f"{rahul}-batch-1") == NOT_STARTED

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..adapters.db import carry as repo, views as views_repo
-from ..adapters.db.progress import lock_scope, where_scope
+from ..adapters.db.progress import where_scope
 from ..adapters.db.tables import user_content_consumption as ucc
 from ..adapters.db.views import to_row
 from ..clock import now_ms
@@ -67,17 +67,16 @@ class Carry:
     # -- enrolment --------------------------------------------------------------
 
     async def on_enrol(self, conn: AsyncConnection, s: Scope, collection: Collection | None) -> Outcome:
-        """The post-enrol action: copy or move progress into the (active) enrolment `s`."""
+        """The post-enrol action: copy or move progress into the (active) enrolment `s`. The
+        caller holds the scope lock of `s`."""
         if self.mode != "strict" or collection is None:
             return Outcome()  # an unknown collection is carried when the worker first recomputes it
         t = await self.target_of(conn, s)
         if t is None:
             return Outcome()
         if t.rule.mode in COPY_MODES:
-            await lock_scope(conn, s)
             return await self.pull(conn, t, collection, "enrol")
         if t.rule.mode == "move":
-            await lock_scope(conn, s)
             return await self._move(conn, t, collection)
         return Outcome()
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..adapters.db import enrolments as repo
-from ..adapters.db.progress import load_enrolment
+from ..adapters.db.progress import load_enrolment, lock_scope
 from ..adapters.db.views import add_repairs, mark_dirty
 from ..clock import now_ms
 from ..domain.carry import rule_for
@@ -79,6 +79,9 @@ class EnrolmentService:
         collection = await self._collection(s)
 
         async def run(conn):
+            # The scope lock first, in the worker's order (scope, then enrolment row): an enrol
+            # and a recompute of the same scope queue instead of deadlocking.
+            await lock_scope(conn, s)
             await self._check_context(conn, s)
             created = await repo.insert_enrolment(conn, s, enrolled_date or now, now)
             row = await load_enrolment(conn, s, for_update=True)

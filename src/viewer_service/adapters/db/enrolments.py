@@ -32,7 +32,10 @@ async def insert_enrolment(conn: AsyncConnection, s: Scope, enrolled_date: int, 
 
 
 async def set_active(conn: AsyncConnection, s: Scope, active: bool, now_ms: int) -> None:
-    await conn.execute(sa.update(en).where(where_scope(en, s)).values(active=active, updated_at=now_ms))
+    values = {"active": active, "updated_at": now_ms}
+    if active:
+        values["moved_to"] = None  # re-joined: live again (the moved rows still say where they came from)
+    await conn.execute(sa.update(en).where(where_scope(en, s)).values(values))
 
 
 async def set_certificates(conn: AsyncConnection, s: Scope, certificates: list, now_ms: int) -> None:
