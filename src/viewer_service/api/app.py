@@ -109,7 +109,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             if background:
                 await background.close()
-            await erase.close()
             await catalog.close()
             await service.close()
             await cache.close()

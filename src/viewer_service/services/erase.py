@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import uuid
 from collections.abc import Callable
 
@@ -18,8 +16,6 @@ from ..adapters.db.views import add_repairs
 from ..clock import now_ms
 from ..domain.scope import Scope
 from .views import ViewService, _translate
-
-log = logging.getLogger(__name__)
 
 # Tables keyed by learner scope, erased row for row.
 SCOPED_TABLES = [user_content_consumption, assessment_aggregator, user_activity_agg, enrolment, scope_dirty,
@@ -73,6 +69,3 @@ class EraseService:
             q = sa.select(t.c.collection_id, t.c.context_id).where(t.c.user_id == user_id).distinct()
             found |= {Scope(user_id, r[0], r[1]) for r in await conn.execute(q)}
         return sorted(found, key=lambda s: (s.collection_id, s.context_id))
-
-    async def close(self) -> None:
-        pass
