@@ -323,3 +323,25 @@ def test_random_submissions_never_get_a_500(client):
             assert r.json()["params"]["err"] and "field" in r.json()["result"]
 
     check()
+
+
+async def test_concurrent_submits_share_a_commit_and_a_bad_one_is_refused_alone(client, app, backend):
+    """Concurrent submits of many learners are group-committed; one that cannot be stored (NUL,
+    which PostgreSQL's JSONB refuses) gets its own 400 on both backends, the others are stored."""
+    t = now_ms() - 60_000
+    await put_collection(client, "course-g", leafNodes=["quiz"])
+    users = [f"g-{backend}-{i}-{t}" for i in range(12)]
+
+    def body(i, u):
+        e = assess("q", t, 1)
+        if i == 5:
+            e["edata"]["item"]["title"] = "bad\u0000title"
+        return dict(userId=u, collectionId="course-g", contentId="quiz", attemptId="a", assessments=[e])
+
+    replies = await asyncio.gather(*(submit(client, **body(i, u)) for i, u in enumerate(users)))
+    assert [i for i, (st, _) in enumerate(replies) if st != 200] == [5], replies
+    st, b = replies[5]
+    assert (b["params"]["err"], b["result"]["field"]) == ("INVALID_EVENT", "request.assessments.0"), b
+    for i, u in enumerate(users):
+        got = (await read_scores(client, userId=u, collectionId="course-g", contentId="quiz"))["quiz"]
+        assert got["attempts"] == (0 if i == 5 else 1)

@@ -88,6 +88,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await service.start()
         catalog = Catalog(engine, fetch_url=settings.catalog_url, max_document_bytes=settings.max_body_bytes)
         carry = Carry(settings.context_mode, settings.carry_rule, catalog)
+        assessments_ = AssessmentService(engine, service, catalog, max_events=settings.max_assess_events,
+                                         carry=carry, max_batch=settings.write_batch_max,
+                                         flushers=1 if settings.is_sqlite else settings.write_flushers)
         summaries_ = SummaryService(engine, service, catalog, settings.context_mode)
         downloads_ = DownloadService(engine, summaries_, directory=settings.download_dir,
                                      expiry_seconds=settings.download_expiry_seconds)
@@ -102,13 +105,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.app = ServiceApp(settings, service, Authenticator(settings), catalog,
                                    EnrolmentService(engine, service, carry, catalog), summaries_, erase, downloads_,
                                    background.worker if background else None,
-                                   AssessmentService(engine, service, catalog,
-                                                     max_events=settings.max_assess_events, carry=carry))
+                                   assessments_)
         try:
             yield
         finally:
             if background:
                 await background.close()
+            await assessments_.close()
             await catalog.close()
             await service.close()
             await cache.close()

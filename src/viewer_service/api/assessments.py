@@ -96,7 +96,7 @@ async def read(request: Request):
         ids = [cid for cid in ids if entries[cid].get("attempts")]  # the whole scope: its scored contents
     details: dict[str, list] = {}
     if b.fields and "attempts" in b.fields and ids:
-        if multi:
+        if multi or app.settings.context_mode == "content":  # each content is its own scope
             parts = await asyncio.gather(*(
                 app.assessments.attempt_details(resolve_scope(user, cid, None, b.contextId, app.settings.context_mode),
                                                 [cid]) for cid in ids))

@@ -144,7 +144,18 @@ def parse_event(raw: Any, field: str, min_ts: int, max_ts: int) -> Question:
     if score > max_score:
         raise InvalidScore(f"score {score:g} is above the max score {max_score:g}", score_f)
     duration = _number(dur_v, dur_f, "duration", 0.0, InvalidEvent)
+    _storable((kind, title, desc, resvalues, params), field)
     return Question(qid, score, max_score, kind, title, desc, resvalues, params, duration, ts)
+
+
+def _storable(values: Any, field: str) -> None:
+    """The free-form parts are kept as sent: they must fit a JSON column on both databases."""
+    try:
+        raw = orjson.dumps(values)
+    except TypeError:
+        raise InvalidEvent("the event holds a number that does not fit in 64 bits", field) from None
+    if b"\\u0000" in raw:  # PostgreSQL's JSONB cannot store it
+        raise InvalidEvent("the event may not contain the NUL character", field)
 
 
 def cdata_attempt_id(raw_events: Sequence[Any], field: str) -> str | None:

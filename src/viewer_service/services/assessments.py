@@ -1,4 +1,4 @@
-"""Assessment use cases: submit attempts (one transaction), read attempt details (docs/assessments.md).
+"""Assessment use cases: submit attempts (group commit), read attempt details (docs/assessments.md).
 
 The best attempt lives on the consumption row, written with a new version and put in the scope
 cache like any view write: reads of scores are read-after-write through the same mechanism."""
@@ -14,10 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..adapters.db import assessments as repo, outbox, views as views_repo
 from ..adapters.db.progress import load_enrolment
+from ..batching import Batcher
 from ..clock import now_ms
 from ..domain.assessments import (ContentNotInCollection, InvalidEvent, ScoredAttempt, StoredAttempt, TooManyEvents,
                                   best_attempt, cdata_attempt_id, derived_attempt_id, parse_event, replaces,
                                   score_attempt)
+from ..domain.errors import DomainError
 from ..domain.events import cert_reissue_event
 from ..domain.scope import Scope
 from ..domain.views import ContentView, RowKey, Start, apply, next_version
@@ -43,9 +45,10 @@ class _Scored:
 
 class AssessmentService:
     def __init__(self, engine: AsyncEngine, views: ViewService, catalog: Catalog, *, max_events: int,
-                 clock: Callable[[], int] = now_ms, carry=None):
+                 clock: Callable[[], int] = now_ms, carry=None, max_batch: int = 256, flushers: int = 1):
         self.engine = engine
         self.carry = carry
+        self._batches = Batcher(self._commit_batch, max_batch, flushers)
         self.views = views
         self.catalog = catalog
         self.max_events = max_events
@@ -81,9 +84,32 @@ class AssessmentService:
         Raises DomainError (nothing stored) for invalid input."""
         scored = [self._score(i) for i in inputs]
         await self._check_leaves(inputs)
-        touched = await self._commit(scored)
+        self._batches.start()
+        touched = await self._batches.submit(scored)
         await self.views.publish(touched)
         return bool(touched)
+
+    async def close(self) -> None:
+        await self._batches.close()
+
+    async def _commit_batch(self, requests: Sequence[list[_Scored]]) -> list:
+        """Group commit: the submits queued meanwhile share one transaction (one fsync). Returns,
+        per request, the rows it changed."""
+        try:
+            touched = await self._commit([s for r in requests for s in r])
+        except DomainError:
+            if len(requests) == 1:
+                raise
+            # One refused value must not sink the others: isolate it.
+            results: list = []
+            for r in requests:
+                try:
+                    results.append(await self._commit(r))
+                except DomainError as e:
+                    results.append(e)
+            return results
+        final = {v.key: v for v in touched}
+        return [[final[k] for k in dict.fromkeys(s.key for s in r) if k in final] for r in requests]
 
     async def _commit(self, scored: Sequence[_Scored]) -> list[ContentView]:
         for attempt in range(10):
@@ -105,12 +131,14 @@ class AssessmentService:
         async with self.engine.begin() as conn:
             # The consumption row's lock serialises every submit for that content.
             rows = await views_repo.lock_rows(conn, by_key)
-            for key in sorted(by_key, key=lambda k: (k.collection_id, k.context_id, k.content_id)):
-                stored = await repo.load_attempts(conn, key)
+            all_stored = await repo.load_attempts_many(conn, by_key)
+            inserts: list[tuple[RowKey, list[ScoredAttempt]]] = []
+            for key in sorted(by_key, key=lambda k: (k.user_id, k.collection_id, k.context_id, k.content_id)):
+                stored = all_stored.get(key, {})
                 fresh, replaced = _decide(stored, by_key[key])
                 if not fresh and not replaced:
                     continue  # stale or identical: nothing changes, no attempt counted
-                await repo.insert_attempts(conn, key, fresh, now)
+                inserts.append((key, fresh))
                 await repo.replace_attempts(conn, key, replaced, now)
                 old = rows.get(key)
                 new = _with_best(old, key, stored, [*fresh, *replaced], now)
@@ -128,6 +156,7 @@ class AssessmentService:
                     for t in targets:
                         events.append(cert_reissue_event(t.user_id, t.collection_id, t.context_id, key.content_id,
                                                          new.best_attempt_id, new.version, now))
+            await repo.insert_attempts_many(conn, inserts, now)
             await views_repo.insert_rows(conn, created)
             await views_repo.update_rows(conn, updated)
             touched = [*created, *updated]

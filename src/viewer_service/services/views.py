@@ -48,11 +48,15 @@ def _entry(v: ContentView) -> dict:
     }
 
 
+def _sqlstate(e: Exception) -> str:
+    orig = getattr(e, "orig", None)
+    return str(getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None) or "")
+
+
 def _retryable(e: Exception) -> bool:
     if isinstance(e, repo.ConcurrentInsert) or getattr(e, "connection_invalidated", False):
         return True  # a lost race, or a pooled connection that died (no pre-ping): try again
-    code = getattr(getattr(e, "orig", None), "sqlstate", None) or getattr(getattr(e, "orig", None), "pgcode", None)
-    return code in {"40001", "40P01"} or "database is locked" in str(e)
+    return _sqlstate(e) in {"40001", "40P01"} or "database is locked" in str(e)
 
 
 class ViewService:
@@ -267,7 +271,7 @@ class ViewService:
 def _translate(e: Exception) -> Exception:
     if isinstance(e, (DomainError, Unavailable)):
         return e
-    if isinstance(e, (DataError, IntegrityError)):
+    if isinstance(e, (DataError, IntegrityError)) or _sqlstate(e).startswith("22"):  # class 22: data exception
         return DomainError("the database refused a value of this request", "request")
     if isinstance(e, (OperationalError, InterfaceError, OSError, TimeoutError)) or \
             getattr(e, "connection_invalidated", False):

@@ -19,10 +19,20 @@ def _content_where(k: RowKey):
                    aa.c.context_id == k.context_id, aa.c.content_id == k.content_id)
 
 
-async def load_attempts(conn: AsyncConnection, k: RowKey) -> dict[str, StoredAttempt]:
-    q = sa.select(aa.c.attempt_id, aa.c.last_attempted_on, aa.c.total_score, aa.c.total_max_score).where(
-        _content_where(k))
-    return {r[0]: StoredAttempt(*r) for r in await conn.execute(q)}
+async def load_attempts_many(conn: AsyncConnection, keys) -> dict[RowKey, dict[str, StoredAttempt]]:
+    """The stored attempts of many contents in one statement."""
+    keys = list(keys)
+    if not keys:
+        return {}
+    kc = (aa.c.user_id, aa.c.collection_id, aa.c.context_id, aa.c.content_id)
+    # user_id IN (...) lets SQLite search the primary key (see views.lock_rows).
+    q = sa.select(*kc, aa.c.attempt_id, aa.c.last_attempted_on, aa.c.total_score, aa.c.total_max_score).where(
+        aa.c.user_id.in_({k.user_id for k in keys}),
+        sa.tuple_(*kc).in_([(k.user_id, k.collection_id, k.context_id, k.content_id) for k in keys]))
+    out: dict[RowKey, dict[str, StoredAttempt]] = {}
+    for r in await conn.execute(q):
+        out.setdefault(RowKey(r[0], r[1], r[2], r[3]), {})[r[4]] = StoredAttempt(*r[4:])
+    return out
 
 
 def _values(a: ScoredAttempt, now_ms: int) -> dict:
@@ -31,15 +41,17 @@ def _values(a: ScoredAttempt, now_ms: int) -> dict:
             "questions": [q.as_json() for q in a.questions]}
 
 
-async def insert_attempts(conn: AsyncConnection, k: RowKey, attempts: Sequence[ScoredAttempt], now_ms: int) -> None:
-    if not attempts:
+async def insert_attempts_many(conn: AsyncConnection, items: Sequence[tuple[RowKey, Sequence[ScoredAttempt]]],
+                               now_ms: int) -> None:
+    """New attempts of many contents, in one statement."""
+    params = [{"user_id": k.user_id, "collection_id": k.collection_id, "context_id": k.context_id,
+               "content_id": k.content_id, "attempt_id": a.attempt_id, "created_on": now_ms, **_values(a, now_ms)}
+              for k, attempts in items for a in attempts]
+    if not params:
         return
-    keys = {"user_id": k.user_id, "collection_id": k.collection_id, "context_id": k.context_id,
-            "content_id": k.content_id}
-    params = [{**keys, "attempt_id": a.attempt_id, "created_on": now_ms, **_values(a, now_ms)} for a in attempts]
     stmt = _insert(conn, aa).on_conflict_do_nothing().returning(aa.c.attempt_id)
-    if len((await conn.execute(stmt, params)).all()) != len(attempts):
-        raise ConcurrentInsert()  # another submit stored it first: start over on fresh rows
+    if len((await conn.execute(stmt, params)).all()) != len(params):
+        raise ConcurrentInsert()  # another submit stored one first: start over on fresh rows
 
 
 async def replace_attempts(conn: AsyncConnection, k: RowKey, attempts: Sequence[ScoredAttempt], now_ms: int) -> None:
