@@ -611,3 +611,35 @@ async def test_rejoining_a_moved_from_batch_starts_it_afresh(client, app, move_s
     again = await enrol(client, rahul, C1, f"{rahul}-batch-1", now_ms())
     assert again["created"] and again["active"] and again["movedTo"] is None and again["progress"] == 0
     assert await opens(client, rahul, SDA, C1, f"{rahul}-batch-1") == NOT_STARTED
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+@pytest.mark.parametrize("shared_cache", [True, False], ids=["worker-with-redis", "worker-without-redis"])
+@pytest.mark.settings(worker_in_serve=False)
+async def test_a_separate_worker_process_carries_and_the_serving_cache_shows_it(
+        client, app, rahul, pg_url, redis_server, settings, shared_cache, t0):
+    """Continuous copy by a `viewer-service worker` process: the serving process's cache must show
+    the carried row, whether the worker updates the shared cache itself or, without Redis, leaves
+    repair marks for the serving process."""
+    import subprocess
+
+    from test_cli import BIN, _env
+
+    await put_collection(client, "course-w", leafNodes=["a", "b"])
+    await context(client, f"{rahul}-b", ["course-w"], carry={"mode": "copy-content"})
+    await enrol(client, rahul, "course-w", f"{rahul}-b", t0)
+    assert await opens(client, rahul, "a", "course-w", f"{rahul}-b") == NOT_STARTED  # now cached
+    await complete(client, rahul, "a", ts=t0 + DAY)  # organic, while enrolled
+    env = _env(VIEWER_DATABASE_URL=pg_url, VIEWER_EVENT_SINK="none", VIEWER_WORKER_POLL_SECONDS="0.05")
+    if shared_cache:
+        env.update(VIEWER_REDIS_URL=redis_server.url, VIEWER_REDIS_PREFIX=settings.redis_prefix)
+    worker = subprocess.Popen([BIN, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        assert await wait_until(lambda: _opens_as(client, rahul, "a", "course-w", f"{rahul}-b", COMPLETE),
+                                timeout=60)
+    finally:
+        worker.terminate()
+        _, err = worker.communicate(timeout=30)
+    assert b"Traceback" not in err, err.decode()[-2000:]
+    p = (await status(client, rahul, "a", "course-w", f"{rahul}-b", fields=["provenance"]))["provenance"]
+    assert (p["mode"], p["trigger"]) == ("copy-content", "completion")
