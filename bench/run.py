@@ -29,8 +29,6 @@ import secrets
 import shlex
 import shutil
 import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,6 +39,8 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from harness import BenchError, Cleanup, _sigterm, free_port, med
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -58,37 +58,7 @@ TARGET_READS_RATIO = 0.70
 TARGET_P99_MS = 25.0
 
 
-class BenchError(Exception):
-    pass
-
-
 # --------------------------------------------------------------------------- cleanup
-
-class Cleanup:
-    """Callbacks run in reverse order, each guarded, with Ctrl-C ignored meanwhile."""
-
-    def __init__(self) -> None:
-        self._items: list[tuple[str, object]] = []
-
-    def push(self, what: str, fn) -> None:
-        self._items.append((what, fn))
-
-    def run(self) -> None:
-        old = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        try:
-            while self._items:
-                what, fn = self._items.pop()
-                try:
-                    fn()
-                except Exception as e:  # noqa: BLE001 - keep cleaning up
-                    print(f"bench: cleanup of {what} failed: {e}", file=sys.stderr)
-        finally:
-            signal.signal(signal.SIGINT, old)
-
-
-def _sigterm(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
-
 
 # --------------------------------------------------------------------------- /proc
 
@@ -198,12 +168,6 @@ def machine_cpu() -> tuple[int, int]:
 
 
 # --------------------------------------------------------------------------- server
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def service_command() -> list[str]:
     if os.environ.get("BENCH_SERVICE_CMD"):  # e.g. a stand-in server while testing this script
@@ -622,10 +586,6 @@ def run_config(args, stack: str, workers: int, outdir: Path, wrk_exe: str,
 
 
 # --------------------------------------------------------------------------- report
-
-def med(xs):
-    return statistics.median(xs) if xs else float("nan")
-
 
 def summarize(res: ConfigResult) -> dict:
     out = {}

@@ -38,8 +38,6 @@ import random
 import secrets
 import shutil
 import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -48,6 +46,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
+
+from harness import BenchError, Cleanup, _sigterm, free_port, med
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -63,36 +63,6 @@ LAG_LEAVES = [f"do_lag{i}" for i in range(1, 6)]
 T_DONE = 1_763_000_000_000  # the seeded rows' completion time (epoch ms)
 
 
-class BenchError(Exception):
-    pass
-
-
-class Cleanup:
-    """Callbacks run in reverse order, each guarded, with Ctrl-C ignored meanwhile."""
-
-    def __init__(self) -> None:
-        self._items: list[tuple[str, object]] = []
-
-    def push(self, what: str, fn) -> None:
-        self._items.append((what, fn))
-
-    def run(self) -> None:
-        old = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        try:
-            while self._items:
-                what, fn = self._items.pop()
-                try:
-                    fn()
-                except Exception as e:  # noqa: BLE001 - keep cleaning up
-                    print(f"bench: cleanup of {what} failed: {e}", file=sys.stderr)
-        finally:
-            signal.signal(signal.SIGINT, old)
-
-
-def _sigterm(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def say(msg: str) -> None:
     print(f"bench-worker: {msg}", file=sys.stderr, flush=True)
 
@@ -105,10 +75,6 @@ def pct(xs: list[float], p: float) -> float:
         return float("nan")
     s = sorted(xs)
     return s[max(0, math.ceil(p / 100 * len(s)) - 1)]
-
-
-def med(xs):
-    return statistics.median(xs) if xs else float("nan")
 
 
 def fmt(x, nd=0) -> str:
@@ -456,12 +422,6 @@ def run_throughput(stack: str, args) -> dict:
 
 
 # --------------------------------------------------------------------------- 2. end-to-end lag
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def service_exe() -> str:
     for cand in (Path(sys.executable).parent / "viewer-service", ROOT / ".venv" / "bin" / "viewer-service"):

@@ -173,7 +173,9 @@ async def test_strict_6_organic_content_after_search(client, strict_story):
 # -- Content mode -----------------------------------------------------------------------------
 
 @pytest.fixture
-async def content_story(client, rahul):
+async def one_completion(client, rahul):
+    """Rahul completes single-digit-addition in batch-1 of class-1-maths; class-2-maths also has
+    single-digit-addition (the content and collection mode tables)."""
     await put_collection(client, C1, leafNodes=[SDA, DDA])
     await put_collection(client, C2, leafNodes=[SDA, TDA])
     await context(client, "batch-1", [C1])
@@ -183,39 +185,39 @@ async def content_story(client, rahul):
 
 
 @pytest.mark.mode("content")
-async def test_content_entry_in_db(client, content_story):
+async def test_content_entry_in_db(client, one_completion):
     # Stored at (single-digit-addition, single-digit-addition): the same entry whatever is asked.
-    assert await opens(client, content_story, SDA, SDA, SDA) == COMPLETE
-    assert await opens(client, content_story, SDA, C1, "batch-1") == COMPLETE
+    assert await opens(client, one_completion, SDA, SDA, SDA) == COMPLETE
+    assert await opens(client, one_completion, SDA, C1, "batch-1") == COMPLETE
 
 
 @pytest.mark.mode("content")
-async def test_content_1_in_course_while_batch_active(client, content_story):
-    assert await opens(client, content_story, SDA, C1, "batch-1") == COMPLETE
+async def test_content_1_in_course_while_batch_active(client, one_completion):
+    assert await opens(client, one_completion, SDA, C1, "batch-1") == COMPLETE
 
 
 @pytest.mark.mode("content")
-async def test_content_2_after_search(client, content_story):
-    assert await opens(client, content_story, SDA) == COMPLETE
+async def test_content_2_after_search(client, one_completion):
+    assert await opens(client, one_completion, SDA) == COMPLETE
 
 
 @pytest.mark.mode("content")
-async def test_content_3_rejoined_batch_2(client, app, content_story):
+async def test_content_3_rejoined_batch_2(client, app, one_completion):
     await context(client, "batch-2", [C1])
-    await enrol(client, content_story, C1, "batch-2", now_ms())
-    assert await opens(client, content_story, SDA, C1, "batch-2") == COMPLETE
-    assert await wait_until(lambda: queue_empty(app, content_story))
-    s = await summary(client, content_story, C1, "batch-2")
+    await enrol(client, one_completion, C1, "batch-2", now_ms())
+    assert await opens(client, one_completion, SDA, C1, "batch-2") == COMPLETE
+    assert await wait_until(lambda: queue_empty(app, one_completion))
+    s = await summary(client, one_completion, C1, "batch-2")
     assert (s["contentStatus"], s["progress"]) == ({SDA: 2}, 50)
 
 
 @pytest.mark.mode("content")
-async def test_content_4_joined_another_collection(client, app, content_story):
+async def test_content_4_joined_another_collection(client, app, one_completion):
     await context(client, "c2-batch-1", [C2])
-    await enrol(client, content_story, C2, "c2-batch-1", now_ms())
-    assert await opens(client, content_story, SDA, C2, "c2-batch-1") == COMPLETE
-    await complete(client, content_story, TDA)  # on its own: it still counts for class-2-maths
-    assert await wait_until(lambda: _enrolment_status(app, content_story, C2, "c2-batch-1", COMPLETE))
+    await enrol(client, one_completion, C2, "c2-batch-1", now_ms())
+    assert await opens(client, one_completion, SDA, C2, "c2-batch-1") == COMPLETE
+    await complete(client, one_completion, TDA)  # on its own: it still counts for class-2-maths
+    assert await wait_until(lambda: _enrolment_status(app, one_completion, C2, "c2-batch-1", COMPLETE))
 
 
 async def _enrolment_status(app, user, collection, ctx, expected) -> bool:
@@ -225,40 +227,30 @@ async def _enrolment_status(app, user, collection, ctx, expected) -> bool:
 
 # -- Collection mode --------------------------------------------------------------------------
 
-@pytest.fixture
-async def collection_story(client, rahul):
-    await put_collection(client, C1, leafNodes=[SDA, DDA])
-    await put_collection(client, C2, leafNodes=[SDA, TDA])
-    await context(client, "batch-1", [C1])
-    await enrol(client, rahul, C1, "batch-1", now_ms() - 10 * DAY)
-    await complete(client, rahul, SDA, C1, "batch-1")
-    return rahul
-
-
 @pytest.mark.mode("collection")
-async def test_collection_entry_in_db(client, collection_story):
+async def test_collection_entry_in_db(client, one_completion):
     # Stored at (class-1-maths, class-1-maths): any context of the collection reads it.
-    assert await opens(client, collection_story, SDA, C1, C1) == COMPLETE
+    assert await opens(client, one_completion, SDA, C1, C1) == COMPLETE
 
 
 @pytest.mark.mode("collection")
-async def test_collection_1_in_course_while_batch_active(client, collection_story):
-    assert await opens(client, collection_story, SDA, C1, "batch-1") == COMPLETE
+async def test_collection_1_in_course_while_batch_active(client, one_completion):
+    assert await opens(client, one_completion, SDA, C1, "batch-1") == COMPLETE
 
 
 @pytest.mark.mode("collection")
-async def test_collection_2_after_search(client, collection_story):
-    assert await opens(client, collection_story, SDA) == NOT_STARTED
+async def test_collection_2_after_search(client, one_completion):
+    assert await opens(client, one_completion, SDA) == NOT_STARTED
 
 
 @pytest.mark.mode("collection")
-async def test_collection_3_rejoined_batch_2(client, app, collection_story):
+async def test_collection_3_rejoined_batch_2(client, app, one_completion):
     await context(client, "batch-2", [C1])
-    await enrol(client, collection_story, C1, "batch-2", now_ms())
-    assert await opens(client, collection_story, SDA, C1, "batch-2") == COMPLETE
-    s = await summary(client, collection_story, C1, "batch-2")
+    await enrol(client, one_completion, C1, "batch-2", now_ms())
+    assert await opens(client, one_completion, SDA, C1, "batch-2") == COMPLETE
+    s = await summary(client, one_completion, C1, "batch-2")
     assert (s["contentStatus"], s["progress"]) == ({SDA: 2}, 50)
-    assert await wait_until(lambda: _enrolment_progress(app, collection_story, C1, "batch-2", 50))
+    assert await wait_until(lambda: _enrolment_progress(app, one_completion, C1, "batch-2", 50))
 
 
 async def _enrolment_progress(app, user, collection, ctx, expected) -> bool:
@@ -267,22 +259,22 @@ async def _enrolment_progress(app, user, collection, ctx, expected) -> bool:
 
 
 @pytest.mark.mode("collection")
-async def test_collection_4_joined_another_collection(client, collection_story):
+async def test_collection_4_joined_another_collection(client, one_completion):
     await context(client, "c2-batch-1", [C2])
-    await enrol(client, collection_story, C2, "c2-batch-1", now_ms())
-    assert await opens(client, collection_story, SDA, C2, "c2-batch-1") == NOT_STARTED
+    await enrol(client, one_completion, C2, "c2-batch-1", now_ms())
+    assert await opens(client, one_completion, SDA, C2, "c2-batch-1") == NOT_STARTED
 
 
 @pytest.mark.mode("collection")
-async def test_collection_5_program_with_the_collection(client, collection_story):
+async def test_collection_5_program_with_the_collection(client, one_completion):
     await context(client, "program-abc", [C1])
-    await enrol(client, collection_story, C1, "program-abc", now_ms())
-    assert await opens(client, collection_story, SDA, C1, "program-abc") == COMPLETE
+    await enrol(client, one_completion, C1, "program-abc", now_ms())
+    assert await opens(client, one_completion, SDA, C1, "program-abc") == COMPLETE
 
 
 @pytest.mark.mode("collection")
-async def test_collection_summaries_are_one_per_enrolment(client, collection_story):
-    r = await client.get(f"/v1/summary/list/{collection_story}")
+async def test_collection_summaries_are_one_per_enrolment(client, one_completion):
+    r = await client.get(f"/v1/summary/list/{one_completion}")
     assert r.status_code == 200, r.json()
     assert [(s["collectionId"], s["contextId"]) for s in r.json()["result"]["summary"]] == [(C1, "batch-1")]
 
