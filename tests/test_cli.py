@@ -26,7 +26,9 @@ async def _wait_healthy(base: str, proc: subprocess.Popen, timeout: float = 30) 
     end = time.monotonic() + timeout
     async with httpx.AsyncClient() as c:
         while time.monotonic() < end:
-            assert proc.poll() is None, "server exited"
+            if proc.poll() is not None:
+                err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+                raise AssertionError(f"server exited with {proc.returncode}:\n{err[-3000:]}")
             try:
                 if (await c.get(base + "/health")).status_code == 200:
                     return

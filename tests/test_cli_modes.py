@@ -2,11 +2,9 @@
 database per test. `serve` and `worker` refuse a database written in another mode; `db migrate-mode`
 converts it."""
 
-import asyncio
 import random
 import re
 import subprocess
-import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -14,7 +12,7 @@ import httpx
 import pytest
 
 from servers import create_database, drop_database, free_port
-from test_cli import BIN, _env
+from test_cli import BIN, _env, _wait_healthy
 
 START_TIMEOUT = 60  # bounded waits only: nothing here asserts on durations
 
@@ -37,22 +35,6 @@ def _counts(stdout: str) -> dict[str, int]:
     return {k: int(v) for k, v in re.findall(r"([a-z_]+) (\d+)", line.split(":", 1)[1])}
 
 
-async def _wait_healthy_or_exit(base: str, proc: subprocess.Popen, timeout: float = START_TIMEOUT) -> None:
-    end = time.monotonic() + timeout
-    async with httpx.AsyncClient() as c:
-        while time.monotonic() < end:
-            if proc.poll() is not None:
-                err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-                raise AssertionError(f"server exited with {proc.returncode}:\n{err[-3000:]}")
-            try:
-                if (await c.get(base + "/health")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError("server did not become healthy")
-
-
 class Serve:
     """`viewer-service serve` on a free port; `async with` waits for /health and always stops it."""
 
@@ -67,7 +49,7 @@ class Serve:
         self.proc = subprocess.Popen([BIN, "serve", "--port", str(port), *self.extra], env=self.env,
                                      cwd=self.cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
-            await _wait_healthy_or_exit(self.base, self.proc)
+            await _wait_healthy(self.base, self.proc, START_TIMEOUT)
         except BaseException:
             self._stop()
             raise
