@@ -11,8 +11,8 @@ import asyncio
 import logging
 import os
 import uuid
-from dataclasses import replace
 from collections.abc import Callable
+from dataclasses import replace
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -86,11 +86,11 @@ class AggregationWorker(PollingLoop):
             if stored_at is not None and (collection is None or collection.updated_at != stored_at):
                 collection = await collections_repo.load(conn, s.collection_id)
             e = await repo.load_enrolment(conn, s, for_update=True)
-            # The learner's active enrolments with their contexts: read once, for the pull and
-            # for the dependents, and only when either may need them.
+            # The learner's active enrolments with their contexts' rules: read once when the pull
+            # needs them, and shared with the dependents (which read them only if they need them).
             ens = await carry_repo.enrolments_with_contexts(conn, s.user_id) \
-                if (e is not None and e.active) or c.propagate else None
-            carried = await self._pull(conn, s, e, collection, ens)
+                if self.carry.mode == "strict" and collection is not None and e is not None and e.active else None
+            carried = await self._pull(conn, s, collection, ens)
             # Read under the lock: a later recompute reads at least what this one read.
             rows = await self.carry.rows_for(conn, s, collection)
             own = rows if self.carry.mode == "strict" else await load_scope(conn, s)  # stored in `s` itself
@@ -125,9 +125,9 @@ class AggregationWorker(PollingLoop):
         self.recomputed += 1
         return bool(events)
 
-    async def _pull(self, conn, s, e, collection, enrolments) -> list:
+    async def _pull(self, conn, s, collection, enrolments) -> list:
         """Copy mode: take completions made elsewhere that qualify (services/carry.py)."""
-        if self.carry.mode != "strict" or collection is None or e is None or not e.active:
+        if enrolments is None:  # not strict mode, an unknown collection, or no active enrolment
             return []
         t = await self.carry.target_of(conn, s, enrolments)
         if t is None or t.rule.mode not in COPY_MODES:
