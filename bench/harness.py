@@ -1,7 +1,9 @@
-"""Pieces bench/run.py and bench/worker.py share: cleanup on exit, a free port, the median."""
+"""Pieces bench/run.py and bench/worker.py share: cleanup on exit, a free port, the median,
+one SQL statement on PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import socket
 import statistics
@@ -46,3 +48,20 @@ def free_port() -> int:
 
 def med(xs):
     return statistics.median(xs) if xs else float("nan")
+
+
+def plain_pg_url(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://")
+
+
+def pg_exec(admin_url: str, sql: str, fetch: bool = False):
+    import asyncpg
+
+    async def go():
+        conn = await asyncpg.connect(plain_pg_url(admin_url))
+        try:
+            return await (conn.fetchval(sql) if fetch else conn.execute(sql))
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())

@@ -19,7 +19,6 @@ and redis (both in the service's venv) for the postgres stack, and wrk (`apt-get
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as dt
 import json
 import os
@@ -40,7 +39,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import BenchError, Cleanup, _sigterm, free_port, med
+from harness import BenchError, Cleanup, _sigterm, free_port, med, pg_exec
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -296,19 +295,6 @@ def _pg_url(base: str, dbname: str) -> str:
     return urllib.parse.urlunsplit((u.scheme, u.netloc, "/" + dbname, u.query, u.fragment))
 
 
-def _pg_exec(admin_url: str, sql: str, fetch: bool = False):
-    import asyncpg
-
-    async def go():
-        conn = await asyncpg.connect(admin_url.replace("postgresql+asyncpg://", "postgresql://"))
-        try:
-            return await (conn.fetchval(sql) if fetch else conn.execute(sql))
-        finally:
-            await conn.close()
-
-    return asyncio.run(go())
-
-
 class PgDatabase:
     def __init__(self, admin_url: str):
         self.admin_url = admin_url
@@ -317,12 +303,12 @@ class PgDatabase:
         self.created = False
 
     def create(self) -> None:
-        _pg_exec(self.admin_url, f'CREATE DATABASE "{self.name}"')
+        pg_exec(self.admin_url, f'CREATE DATABASE "{self.name}"')
         self.created = True
 
     def drop(self) -> None:
         if self.created:
-            _pg_exec(self.admin_url, f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+            pg_exec(self.admin_url, f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
             self.created = False
 
 
@@ -572,7 +558,7 @@ def run_config(args, stack: str, workers: int, outdir: Path, wrk_exe: str,
 
         if db is not None:
             try:
-                res.db_rows = _pg_exec(db.url, "SELECT count(*) FROM user_content_consumption", fetch=True)
+                res.db_rows = pg_exec(db.url, "SELECT count(*) FROM user_content_consumption", fetch=True)
             except Exception:  # noqa: BLE001 - informational only
                 res.db_rows = None
             res.redis_keys = prefix.count()
@@ -686,7 +672,7 @@ def versions(args, wrk_exe: str, stacks) -> dict:
         pass
     if "postgres" in stacks:
         try:
-            v["postgresql"] = _pg_exec(args.pg_url, "SHOW server_version", fetch=True)
+            v["postgresql"] = pg_exec(args.pg_url, "SHOW server_version", fetch=True)
         except Exception as e:  # noqa: BLE001
             v["postgresql"] = f"unreachable ({e})"
         try:

@@ -47,7 +47,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from harness import BenchError, Cleanup, _sigterm, free_port, med
+from harness import BenchError, Cleanup, _sigterm, free_port, med, pg_exec
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -139,26 +139,9 @@ def asyncpg_url(url: str) -> str:
     return url
 
 
-def plain_pg_url(url: str) -> str:
-    return url.replace("postgresql+asyncpg://", "postgresql://")
-
-
 def with_dbname(url: str, name: str) -> str:
     u = urllib.parse.urlsplit(url)
     return urllib.parse.urlunsplit((u.scheme, u.netloc, "/" + name, u.query, u.fragment))
-
-
-def pg_exec(admin_url: str, sql: str, fetch: bool = False):
-    import asyncpg
-
-    async def go():
-        conn = await asyncpg.connect(plain_pg_url(admin_url))
-        try:
-            return await (conn.fetchval(sql) if fetch else conn.execute(sql))
-        finally:
-            await conn.close()
-
-    return asyncio.run(go())
 
 
 class Store:
