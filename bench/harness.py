@@ -1,5 +1,6 @@
 """Pieces bench/run.py and bench/worker.py share: cleanup on exit, a free port, the median,
-one SQL statement on PostgreSQL."""
+one SQL statement on PostgreSQL,
+dropping the Redis keys of a prefix."""
 
 from __future__ import annotations
 
@@ -65,3 +66,22 @@ def pg_exec(admin_url: str, sql: str, fetch: bool = False):
             await conn.close()
 
     return asyncio.run(go())
+
+
+def redis_delete_prefix(url: str, prefix: str) -> int:
+    import redis
+
+    r = redis.Redis.from_url(url)
+    n = 0
+    try:
+        batch = []
+        for k in r.scan_iter(match=prefix + "*", count=1000):
+            batch.append(k)
+            if len(batch) >= 500:
+                n += r.delete(*batch)
+                batch = []
+        if batch:
+            n += r.delete(*batch)
+    finally:
+        r.close()
+    return n

@@ -39,7 +39,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import BenchError, Cleanup, _sigterm, free_port, med, pg_exec
+from harness import BenchError, Cleanup, _sigterm, free_port, med, pg_exec, redis_delete_prefix
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -327,22 +327,7 @@ class RedisPrefix:
             r.close()
 
     def delete(self) -> int:
-        import redis
-
-        r = redis.Redis.from_url(self.url)
-        n = 0
-        try:
-            batch = []
-            for k in r.scan_iter(match=self.prefix + "*", count=1000):
-                batch.append(k)
-                if len(batch) >= 500:
-                    n += r.delete(*batch)
-                    batch = []
-            if batch:
-                n += r.delete(*batch)
-        finally:
-            r.close()
-        return n
+        return redis_delete_prefix(self.url, self.prefix)
 
 
 # --------------------------------------------------------------------------- wrk

@@ -47,7 +47,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from harness import BenchError, Cleanup, _sigterm, free_port, med, pg_exec
+from harness import BenchError, Cleanup, _sigterm, free_port, med, pg_exec, redis_delete_prefix
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -164,25 +164,6 @@ class Store:
     def drop(self) -> None:
         pg_exec(self.admin, f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
         say(f"[{self.stack}] dropped database {self.name}")
-
-
-def redis_delete_prefix(url: str, prefix: str) -> int:
-    import redis
-
-    r = redis.Redis.from_url(url)
-    n = 0
-    try:
-        batch = []
-        for k in r.scan_iter(match=prefix + "*", count=1000):
-            batch.append(k)
-            if len(batch) >= 500:
-                n += r.delete(*batch)
-                batch = []
-        if batch:
-            n += r.delete(*batch)
-    finally:
-        r.close()
-    return n
 
 
 # --------------------------------------------------------------------------- log capture (in-process worker)
