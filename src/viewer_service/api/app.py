@@ -88,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await service.start()
         catalog = Catalog(engine, fetch_url=settings.catalog_url, max_document_bytes=settings.max_body_bytes)
         carry = Carry(settings.context_mode, settings.carry_rule, catalog)
+        service.carry = carry  # a write completing a content carries it in its transaction
         assessments_ = AssessmentService(engine, service, catalog, max_events=settings.max_assess_events,
                                          carry=carry, max_batch=settings.write_batch_max,
                                          flushers=1 if settings.is_sqlite else settings.write_flushers)

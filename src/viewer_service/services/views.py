@@ -16,7 +16,7 @@ from ..batching import Batcher
 from ..clock import now_ms
 from ..domain.errors import DomainError
 from ..domain.scope import Scope
-from ..domain.views import ContentView, End, ViewOp, apply
+from ..domain.views import COMPLETED, ContentView, End, ViewOp, apply
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +62,9 @@ def _retryable(e: Exception) -> bool:
 class ViewService:
     def __init__(self, engine: AsyncEngine, cache: ScopeCache, *, max_skew_ms: int,
                  max_batch: int = 256, flushers: int = 1, clock: Callable[[], int] = now_ms,
-                 repair_interval: float = 1.0):
+                 repair_interval: float = 1.0, carry=None):
         self.engine = engine
+        self.carry = carry  # services/carry.py: a write that completes a content carries it at once
         self.reader = reader(engine)
         self.cache = cache
         self.clock = clock
@@ -140,6 +141,7 @@ class ViewService:
         async with self.engine.begin() as conn:
             rows = await repo.lock_rows(conn, (op.key for op in ops))
             existing = set(rows)
+            was_done = {k for k, v in rows.items() if v.status == COMPLETED}
             ended = []
             for op in ops:
                 try:
@@ -153,8 +155,11 @@ class ViewService:
                     ended.append(op.key.scope)
             await repo.insert_rows(conn, [v for k, v in touched.items() if k not in existing])
             await repo.update_rows(conn, [v for k, v in touched.items() if k in existing])
+            completed = [v for k, v in touched.items() if v.status == COMPLETED and k not in was_done]
+            carried = await self.carry.on_completed(conn, completed) if completed and self.carry else []
+            touched.update((v.key, v) for v in carried)  # the cache gets them in the write's round trip
             # Same transaction as the status change: no acknowledged end goes unaggregated.
-            await repo.mark_dirty(conn, ended, now)
+            await repo.mark_dirty(conn, ended + [v.key.scope for v in carried], now)
         return results, touched
 
     async def publish(self, rows: list[ContentView]) -> None:
