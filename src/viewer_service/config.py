@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     download_dir: str = "./viewer-downloads"
     download_expiry_seconds: int = 3600
 
+    # Operations (docs/operations.md): Prometheus metrics at /metrics, log format, one log line per request.
+    metrics: bool = True
+    log_format: Literal["text", "json"] = "text"
+    access_log: bool = True
+
     bench_floor: bool = False  # exposes POST /bench/floor for the benchmark
 
     @field_validator("database_url")

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from sqlalchemy.exc import DBAPIError, DataError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from .. import metrics
 from ..adapters.cache.base import ScopeCache
 from ..adapters.db import views as repo
 from ..adapters.db.engine import reader
@@ -59,6 +60,9 @@ def _retryable(e: Exception) -> bool:
     return _sqlstate(e) in {"40001", "40P01"} or "database is locked" in str(e)
 
 
+_HIT, _MISS, _BYPASS = (metrics.CACHE_READS.labels(r) for r in ("hit", "miss", "bypass"))
+
+
 class ViewService:
     def __init__(self, engine: AsyncEngine, cache: ScopeCache, *, max_skew_ms: int,
                  max_batch: int = 256, flushers: int = 1, clock: Callable[[], int] = now_ms,
@@ -69,7 +73,8 @@ class ViewService:
         self.cache = cache
         self.clock = clock
         self.max_skew_ms = max_skew_ms
-        self._writes = Batcher(self._write_batch, max_batch, flushers)
+        self._writes = Batcher(self._write_batch, max_batch, flushers, name="views")
+        self._retries = metrics.WRITE_RETRIES.labels("views")
         self._repair_interval = repair_interval
         self._repair_task: asyncio.Task | None = None
         self._pending_repairs: set[Scope] = set()  # when even the database could not record them
@@ -131,6 +136,7 @@ class ViewService:
             except Exception as e:
                 if attempt == 9 or not _retryable(e):
                     raise
+                self._retries.inc()
                 await asyncio.sleep(0.001 * (attempt + 1))
         raise AssertionError("unreachable")
 
@@ -250,6 +256,7 @@ class ViewService:
                 await self.repair()
             except Exception as e:  # noqa: BLE001
                 log.warning("cache repair round failed: %r", e)
+            metrics.CACHE_DEGRADED.set(1 if self.cache.degraded else 0)
 
     # -- reads ----------------------------------------------------------------
 
@@ -258,7 +265,11 @@ class ViewService:
         if not self.cache.degraded:
             hit = await self.cache.read(scope, content_ids)
             if hit is not None:
+                _HIT.inc()
                 return hit
+            _MISS.inc()
+        else:
+            _BYPASS.inc()
         try:
             async with self.reader.connect() as conn:
                 rows = await repo.load_scope(conn, scope)
