@@ -23,9 +23,10 @@ from ..services.enrolments import EnrolmentService
 from ..services.erase import EraseService
 from ..services.modes import ModeMismatch, ensure_mode
 from ..services.summaries import SummaryService
+from ..services.sunbird import SunbirdService
 from ..services.views import ViewService
 from ..worker import AggregationWorker, build_worker
-from . import assessments, collections, downloads, enrolments, errors, health, summaries, views
+from . import assessments, collections, downloads, enrolments, errors, health, summaries, sunbird, views
 from .body import install_openapi
 from .auth import AuthError, Authenticator, resolve_user
 from .body_guard import BodyGuard
@@ -46,6 +47,7 @@ class ServiceApp:
     downloads: DownloadService
     worker: AggregationWorker | None = None  # when it runs inside this process
     assessments: AssessmentService | None = None
+    sunbird: SunbirdService | None = None  # lms-service's routes (docs/sunbird.md)
 
     def require_privileged(self, request: Request, why: str) -> None:
         principal = self.auth.authenticate(request.headers)  # 401 without a valid token (VIEWER_AUTH=jwt)
@@ -105,7 +107,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.app = ServiceApp(settings, service, Authenticator(settings), catalog,
                                    EnrolmentService(engine, service, carry, catalog), summaries_, erase, downloads_,
                                    background.worker if background else None,
-                                   assessments_)
+                                   assessments_,
+                                   SunbirdService(engine, service, assessments_, summaries_, catalog,
+                                                  settings.context_mode))
         try:
             yield
         finally:
@@ -128,7 +132,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_openapi(app)
     # Routes go on the app itself: an included router adds a matching layer to every request.
     for router in (views.router, assessments.router, collections.router, enrolments.router, summaries.router, downloads.router,
-                   health.router):
+                   health.router, sunbird.router):
         for route in router.routes:
             app.router.routes.append(route)
     if settings.bench_floor:
