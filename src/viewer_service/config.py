@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     access_log: bool = True
 
+    # lms-service's /private/ routes (docs/sunbird.md): they trust the body's user, for callers
+    # inside the gateway only. False for a service reachable without that gateway.
+    private_routes: bool = True
+
     bench_floor: bool = False  # exposes POST /bench/floor for the benchmark
 
     @field_validator("database_url")

@@ -24,9 +24,10 @@ from ..services.enrolments import EnrolmentService
 from ..services.erase import EraseService
 from ..services.modes import ModeMismatch, ensure_mode
 from ..services.summaries import SummaryService
+from ..services.sunbird import SunbirdService
 from ..services.views import ViewService
 from ..worker import AggregationWorker, build_worker
-from . import assessments, collections, downloads, enrolments, errors, health, summaries, views
+from . import assessments, collections, downloads, enrolments, errors, health, summaries, sunbird, views
 from .body import install_openapi
 from .auth import AuthError, Authenticator, resolve_user
 from .body_guard import BodyGuard
@@ -48,6 +49,7 @@ class ServiceApp:
     downloads: DownloadService
     worker: AggregationWorker | None = None  # when it runs inside this process
     assessments: AssessmentService | None = None
+    sunbird: SunbirdService | None = None  # lms-service's routes (docs/sunbird.md)
 
     def require_privileged(self, request: Request, why: str) -> None:
         principal = self.auth.authenticate(request.headers)  # 401 without a valid token (VIEWER_AUTH=jwt)
@@ -110,7 +112,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.app = ServiceApp(settings, service, Authenticator(settings), catalog,
                                    EnrolmentService(engine, service, carry, catalog), summaries_, erase, downloads_,
                                    background.worker if background else None,
-                                   assessments_)
+                                   assessments_,
+                                   SunbirdService(engine, service, assessments_, summaries_, catalog,
+                                                  settings.context_mode))
         log.info("viewer-service %s started: backend=%s cache=%s context_mode=%s carry_forward=%s worker=%s "
                  "metrics=%s", metrics.VERSION, "sqlite" if settings.is_sqlite else "postgresql", cache.kind,
                  settings.context_mode, settings.carry_forward, "in-process" if background else "separate",
@@ -138,7 +142,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_openapi(app)
     # Routes go on the app itself: an included router adds a matching layer to every request.
     for router in (views.router, assessments.router, collections.router, enrolments.router, summaries.router, downloads.router,
-                   health.router):
+                   health.router, sunbird.router):
         for route in router.routes:
             app.router.routes.append(route)
     if settings.bench_floor:

@@ -17,7 +17,7 @@ from ..batching import Batcher
 from ..clock import now_ms
 from ..domain.errors import DomainError
 from ..domain.scope import Scope
-from ..domain.views import COMPLETED, ContentView, End, ViewOp, apply
+from ..domain.views import COMPLETED, ContentView, End, StateUpdate, ViewOp, apply
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ class ViewService:
                     continue
                 rows[op.key] = touched[op.key] = new
                 results.append(new)
-                if isinstance(op, End):
+                if isinstance(op, End) or (isinstance(op, StateUpdate) and op.status >= COMPLETED):
                     ended.append(op.key.scope)
             await repo.insert_rows(conn, [v for k, v in touched.items() if k not in existing])
             await repo.update_rows(conn, [v for k, v in touched.items() if k in existing])
