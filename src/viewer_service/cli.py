@@ -1,4 +1,4 @@
-"""`viewer-service serve | worker | db upgrade | db migrate-mode`."""
+"""`viewer-service serve | worker | db upgrade | db migrate-mode | archive`."""
 
 from __future__ import annotations
 
@@ -168,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
                                              "(stop every serve and worker first)")
     m.add_argument("mode", choices=["strict", "content", "collection"])
     m.set_defaults(func=_migrate_mode)
+    from .archive_cli import add_parser as add_archive_parser
+    add_archive_parser(sub)
     args = p.parse_args(argv)
     from pydantic import ValidationError
 

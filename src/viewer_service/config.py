@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     download_dir: str = "./viewer-downloads"
     download_expiry_seconds: int = 3600
 
+    # `viewer-service archive`: where the Parquet files go when --dir is not given (docs/archive.md).
+    archive_dir: str = "./viewer-archive"
+
     bench_floor: bool = False  # exposes POST /bench/floor for the benchmark
 
     @field_validator("database_url")
