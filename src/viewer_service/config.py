@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     # lms-service's /private/ routes (docs/sunbird.md): they trust the body's user, for callers
     # inside the gateway only. False for a service reachable without that gateway.
     private_routes: bool = True
+    # `viewer-service archive`: where the Parquet files go when --dir is not given (docs/archive.md).
+    archive_dir: str = "./viewer-archive"
 
     bench_floor: bool = False  # exposes POST /bench/floor for the benchmark
 
