@@ -22,10 +22,12 @@ from ..services.downloads import DownloadService
 from ..services.enrolments import EnrolmentService
 from ..services.erase import EraseService
 from ..services.modes import ModeMismatch, ensure_mode
+from ..services.reports import ReportService
 from ..services.summaries import SummaryService
 from ..services.views import ViewService
 from ..worker import AggregationWorker, build_worker
 from . import assessments, collections, downloads, enrolments, errors, health, summaries, views
+from . import dashboard, reports
 from .body import install_openapi
 from .auth import AuthError, Authenticator, resolve_user
 from .body_guard import BodyGuard
@@ -46,6 +48,7 @@ class ServiceApp:
     downloads: DownloadService
     worker: AggregationWorker | None = None  # when it runs inside this process
     assessments: AssessmentService | None = None
+    reports: ReportService | None = None
 
     def require_privileged(self, request: Request, why: str) -> None:
         principal = self.auth.authenticate(request.headers)  # 401 without a valid token (VIEWER_AUTH=jwt)
@@ -106,6 +109,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                    EnrolmentService(engine, service, carry, catalog), summaries_, erase, downloads_,
                                    background.worker if background else None,
                                    assessments_)
+        app.state.app.reports = ReportService(engine, summaries_, catalog)
         try:
             yield
         finally:
@@ -128,7 +132,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_openapi(app)
     # Routes go on the app itself: an included router adds a matching layer to every request.
     for router in (views.router, assessments.router, collections.router, enrolments.router, summaries.router, downloads.router,
-                   health.router):
+                   health.router, reports.router, dashboard.router):
         for route in router.routes:
             app.router.routes.append(route)
     if settings.bench_floor:

@@ -23,6 +23,7 @@ _PREFIX_IDS = {
     "/v1/summary/list/": {"GET": "api.summary.list"},
     "/v1/summary/delete/": {"DELETE": "api.summary.delete"},
     "/v1/summary/download/": {"GET": "api.summary.download"},
+    "/v1/report/": {"GET": "api.report"},
 }
 
 
