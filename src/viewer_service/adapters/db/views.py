@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ...domain.scope import Scope
 from ...domain.views import ContentView, RowKey
+from .notify import notify
 from .tables import cache_repair, scope_dirty, user_content_consumption as ucc
 
 KEY_COLS = (ucc.c.user_id, ucc.c.collection_id, ucc.c.context_id, ucc.c.content_id)
@@ -159,6 +160,7 @@ async def mark_dirty(conn: AsyncConnection, scopes: Iterable[Scope], now_ms: int
     if not params:
         return
     await conn.execute(_mark_stmt(conn), params)
+    await notify(conn)  # the workers wake when this commits
 
 
 def _mark_stmt(conn: AsyncConnection):
