@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     worker_in_serve: bool | None = None
     worker_batch: int = 100
     worker_poll_seconds: float = 0.2
+    # On PostgreSQL a committed mark wakes the workers at once (LISTEN/NOTIFY, adapters/db/notify.py);
+    # this slower poll only covers missed notifications and work that falls due later.
+    worker_listen_poll_seconds: float = 2.0
     worker_lease_seconds: float = 30.0
     unknown_collection_retry_seconds: float = 60.0
 
