@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     jwt_public_keys: str | None = None  # RS256: PEM text, or paths to PEM files separated by ","
     jwt_audience: str | None = None
     admin_roles: str = "admin,service"
+    # Token roles that may read course-wide reports (besides the admin roles): course staff.
+    report_roles: str = "COURSE_MENTOR,mentor"
 
     # A Sunbird-compatible hierarchy endpoint for collections the catalog does not know:
     # GET {catalog_url}/{collectionId} -> {"result": {"content": <hierarchy>}}.
@@ -111,3 +113,7 @@ class Settings(BaseSettings):
     @property
     def admin_role_set(self) -> frozenset[str]:
         return frozenset(r.strip() for r in self.admin_roles.split(",") if r.strip())
+
+    @property
+    def report_role_set(self) -> frozenset[str]:
+        return frozenset(r.strip() for r in self.report_roles.split(",") if r.strip())

@@ -300,3 +300,6 @@ def _translate(e: Exception) -> Exception:
             getattr(e, "connection_invalidated", False):
         return Unavailable(str(e).splitlines()[0] if str(e) else type(e).__name__)
     return e  # anything else is a bug: a logged 500
+
+
+translate_db_error = _translate  # the public name, for the other services
