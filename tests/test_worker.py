@@ -36,9 +36,12 @@ async def outbox_rows(app, user):
         return (await conn.execute(sa.select(event_outbox).where(event_outbox.c.user_id == user))).all()
 
 
-async def drain(app, user, worker):
-    while not await queue_empty(app, user):
+async def drain(app, user, worker, rounds: int = 1000):
+    for _ in range(rounds):
+        if await queue_empty(app, user):
+            return
         await worker.run_once()
+    raise AssertionError(f"the dirty queue of {user} did not drain in {rounds} rounds")
 
 
 async def test_concurrent_ends_in_one_scope_coalesce_into_one_recompute(client, app, user):
