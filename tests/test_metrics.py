@@ -190,3 +190,31 @@ async def test_the_grafana_dashboard_shows_metrics_the_service_exports(client, u
     used = {m for e in exprs for m in re.findall(r"\b(viewer_[a-z_]+)", e)}
     assert len(used) >= 15
     assert used <= exported, used - exported
+
+
+async def test_a_worker_process_serves_its_own_metrics(tmp_path):
+    """`viewer-service worker --metrics-port`: its recompute and outbox counters, on a port of its own."""
+    port = free_port()
+    env = _env(VIEWER_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'w.db'}")
+    proc = subprocess.Popen([BIN, "worker", "--migrate", "--metrics-port", str(port)], env=env, cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 60
+        async with httpx.AsyncClient() as c:
+            while True:
+                assert proc.poll() is None, "worker exited"
+                assert loop.time() < end, "worker metrics did not answer"
+                try:
+                    r = await c.get(f"http://127.0.0.1:{port}/metrics")
+                    break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.1)
+        got = samples(r.text)
+        assert ("viewer_worker_recomputes_total", (("result", "done"),)) in got
+        assert ("viewer_outbox_delivered_total", (("sink", "file"),)) in got
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert b"Traceback" not in err, err.decode()[-3000:]
+    assert b"worker" in err and b"metrics=127.0.0.1:" in err
