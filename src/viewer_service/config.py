@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     jwt_public_keys: str | None = None  # RS256: PEM text, or paths to PEM files separated by ","
     jwt_audience: str | None = None
     admin_roles: str = "admin,service"
+    # Token roles that may read course-wide reports (besides the admin roles): course staff.
+    report_roles: str = "COURSE_MENTOR,mentor"
 
     # A Sunbird-compatible hierarchy endpoint for collections the catalog does not know:
     # GET {catalog_url}/{collectionId} -> {"result": {"content": <hierarchy>}}.
@@ -67,6 +69,12 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     access_log: bool = True
 
+    # lms-service's /private/ routes (docs/sunbird.md): they trust the body's user, for callers
+    # inside the gateway only. False for a service reachable without that gateway.
+    private_routes: bool = True
+    # `viewer-service archive`: where the Parquet files go when --dir is not given (docs/archive.md).
+    archive_dir: str = "./viewer-archive"
+
     bench_floor: bool = False  # exposes POST /bench/floor for the benchmark
 
     @field_validator("database_url")
@@ -102,3 +110,7 @@ class Settings(BaseSettings):
     @property
     def admin_role_set(self) -> frozenset[str]:
         return frozenset(r.strip() for r in self.admin_roles.split(",") if r.strip())
+
+    @property
+    def report_role_set(self) -> frozenset[str]:
+        return frozenset(r.strip() for r in self.report_roles.split(",") if r.strip())

@@ -23,10 +23,13 @@ from ..services.downloads import DownloadService
 from ..services.enrolments import EnrolmentService
 from ..services.erase import EraseService
 from ..services.modes import ModeMismatch, ensure_mode
+from ..services.reports import ReportService
 from ..services.summaries import SummaryService
+from ..services.sunbird import SunbirdService
 from ..services.views import ViewService
 from ..worker import AggregationWorker, build_worker
-from . import assessments, collections, docs, downloads, enrolments, errors, health, summaries, views
+from . import assessments, collections, docs, downloads, enrolments, errors, health, summaries, sunbird, views
+from . import dashboard, reports
 from .body import install_openapi
 from .auth import AuthError, Authenticator, resolve_user
 from .body_guard import BodyGuard
@@ -48,6 +51,8 @@ class ServiceApp:
     downloads: DownloadService
     worker: AggregationWorker | None = None  # when it runs inside this process
     assessments: AssessmentService | None = None
+    sunbird: SunbirdService | None = None  # lms-service's routes (docs/sunbird.md)
+    reports: ReportService | None = None
 
     def require_privileged(self, request: Request, why: str) -> None:
         principal = self.auth.authenticate(request.headers)  # 401 without a valid token (VIEWER_AUTH=jwt)
@@ -92,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await service.start()
         catalog = Catalog(engine, fetch_url=settings.catalog_url, max_document_bytes=settings.max_body_bytes)
         carry = Carry(settings.context_mode, settings.carry_rule, catalog)
+        service.carry = carry  # a write completing a content carries it in its transaction
         assessments_ = AssessmentService(engine, service, catalog, max_events=settings.max_assess_events,
                                          carry=carry, max_batch=settings.write_batch_max,
                                          flushers=1 if settings.is_sqlite else settings.write_flushers)
@@ -109,7 +115,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.app = ServiceApp(settings, service, Authenticator(settings), catalog,
                                    EnrolmentService(engine, service, carry, catalog), summaries_, erase, downloads_,
                                    background.worker if background else None,
-                                   assessments_)
+                                   assessments_,
+                                   SunbirdService(engine, service, assessments_, summaries_, catalog,
+                                                  settings.context_mode))
+        app.state.app.reports = ReportService(engine, summaries_, catalog)
         log.info("viewer-service %s started: backend=%s cache=%s context_mode=%s carry_forward=%s worker=%s "
                  "metrics=%s", metrics.VERSION, "sqlite" if settings.is_sqlite else "postgresql", cache.kind,
                  settings.context_mode, settings.carry_forward, "in-process" if background else "separate",
@@ -139,7 +148,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     docs.install(app)
     # Routes go on the app itself: an included router adds a matching layer to every request.
     for router in (views.router, assessments.router, collections.router, enrolments.router, summaries.router, downloads.router,
-                   health.router):
+                   health.router, sunbird.router, reports.router, dashboard.router):
         for route in router.routes:
             app.router.routes.append(route)
     if settings.bench_floor:
