@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from helpers import clean_env
 from servers import free_port
 
 BIN = Path(sys.executable).with_name("viewer-service")
@@ -47,8 +48,7 @@ def docs_server(tmp_path_factory):
     """A real server on the embedded default, with nothing but its own assets to serve."""
     port = free_port()
     cwd = tmp_path_factory.mktemp("docs")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIEWER_", "PROMETHEUS_"))}
-    proc = subprocess.Popen([BIN, "serve", "--port", str(port)], cwd=cwd, env=env,
+    proc = subprocess.Popen([BIN, "serve", "--port", str(port)], cwd=cwd, env=clean_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
