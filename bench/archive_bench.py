@@ -69,19 +69,18 @@ INSERT INTO enrolment (user_id, collection_id, context_id, enrolled_date, active
                        progress, completed_on, updated_at)
 SELECT 'bench_u' || i, 'bench_course', 'bench_batch', {t0}, true, '[]'::jsonb,
        CASE WHEN i < {hot} THEN 1 ELSE 2 END, CASE WHEN i < {hot} THEN 50 ELSE 100 END,
-       CASE WHEN i < {hot} THEN NULL ELSE {t0} + (i % 360) * 86400000 END, {t0}
+       CASE WHEN i < {hot} THEN NULL ELSE {t0} + (i % 360)::bigint * 86400000 END, {t0}
 FROM generate_series(0, {learners} - 1) AS i;
 ANALYZE;
 """
 
-SIZES = "SELECT " + ", ".join(f"pg_total_relation_size('{t}')" for t in TABLES) + ", " + \
-        ", ".join(f"(SELECT count(*) FROM {t})" for t in TABLES)
+SIZES = "SELECT json_build_object(" + ", ".join(
+    f"'{t}', json_build_array(pg_total_relation_size('{t}'), (SELECT count(*) FROM {t}))" for t in TABLES) + ")::text"
 
 
 def sizes(url: str) -> dict:
-    [row] = pg_exec(url, SIZES, fetch=True)
-    n = len(TABLES)
-    return {t: {"bytes": int(row[i]), "rows": int(row[n + i])} for i, t in enumerate(TABLES)}
+    got = json.loads(pg_exec(url, SIZES, fetch=True))
+    return {t: {"bytes": int(got[t][0]), "rows": int(got[t][1])} for t in TABLES}
 
 
 def post(url: str, path: str, body: dict) -> float:
@@ -152,6 +151,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    p.add_argument("--check", action="store_true", help="generate, archive and measure sizes only (no servers, no wrk)")
     args = p.parse_args(argv)
     learners = args.rows // args.contents
     hot = int(learners * args.hot_fraction)
@@ -194,6 +194,8 @@ def main(argv=None) -> int:
                 result["sizes_after_vacuum"] = sizes(db.url)
                 pg_exec(db.url, "VACUUM FULL ANALYZE")
                 result["sizes_after_vacuum_full"] = sizes(db.url)
+            if args.check:
+                continue
             prefix = RedisPrefix(args.redis_url)
             cleanup.push(f"redis keys {prefix.prefix}*", prefix.delete)
             result[label] = measure(args, wrk, {**env, "VIEWER_REDIS_PREFIX": prefix.prefix},
