@@ -252,3 +252,15 @@ archive_chunk = sa.Table(
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("updated_at", sa.BigInteger, nullable=False),
 )
+
+# Reports (0009): a context's roster and stats read its enrolments by context, and its
+# assessment stats read the scored rows only. Secondary indexes: the tables stay keyed
+# (and distributable) by user.
+REPORT_COLUMNS = ("status", "progress", "active", "enrolled_date", "completed_on")
+sa.Index("ix_enrolment_context", enrolment.c.context_id, enrolment.c.collection_id, enrolment.c.user_id,
+         postgresql_include=list(REPORT_COLUMNS))
+sa.Index("ix_ucc_scored", user_content_consumption.c.context_id, user_content_consumption.c.collection_id,
+         user_content_consumption.c.content_id,
+         postgresql_where=user_content_consumption.c.attempts > 0,
+         sqlite_where=user_content_consumption.c.attempts > 0,
+         postgresql_include=["best_score", "best_max_score", "attempts"])
