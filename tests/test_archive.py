@@ -156,6 +156,7 @@ async def test_archive_keeps_every_answer_then_restore_brings_the_details_back(c
     out = cli(env, "archive", "--completed-before", "2025-06-01", "--dir", root)
     assert out.returncode == 0, out.stderr
     assert "archived 1 enrolments: 3 consumption rows, 1 attempts" in out.stdout
+    assert "archive: 1/1 enrolments" in out.stderr  # not a terminal: log lines, no progress bar
     assert await count(db_url, user_content_consumption, "old") == 0
     assert await count(db_url, assessment_aggregator, "old") == 0
     assert await count(db_url, archived_consumption, "old") == 3
