@@ -44,6 +44,7 @@ async function api(path) {
 
 function showError(err) {
   const box = $("#error");
+  for (const id of ["#home", "#context", "#learner"]) $(id).hidden = true; // show nothing half-loaded
   if (err.status === 401) {
     box.textContent = "Sign in: paste your access token above.";
     $("#token-form").hidden = false;
@@ -279,6 +280,7 @@ async function learnerPage(userId) {
   $("#lr-id").textContent = userId;
   document.title = userId + " · viewer-service";
   const scores = (s) => Object.entries(s.assessmentStatus || {});
+  const nameOf = (s, cid) => (s.contents.find((c) => c.contentId === cid) || {}).name || cid;
   $("#lr-enrolments").replaceChildren(...r.enrolments.map((s) => el("article", {
       class: "enrolment", dataset: { collection: s.collectionId, context: s.contextId } },
     el("h2", {}, (s.collection && s.collection.name) || s.collectionId),
@@ -291,7 +293,7 @@ async function learnerPage(userId) {
       el("span", { class: "dot s" + c.status, title: STATUS[c.status] }), c.name || c.contentId,
       " ", el("span", { class: "muted" }, STATUS[c.status] || "")))),
     scores(s).length ? el("p", { class: "scores" }, "Best scores: ", scores(s).map(([cid, a]) =>
-      el("span", { class: "score", dataset: { content: cid } }, cid + " " + fmtNum(a.score) + "/" + fmtNum(a.max_score)))) : "",
+      el("span", { class: "score", dataset: { content: cid } }, nameOf(s, cid) + " " + fmtNum(a.score) + "/" + fmtNum(a.max_score)))) : "",
     (s.issuedCertificates || []).length ? el("p", { class: "certs" }, "Certificates: ",
       s.issuedCertificates.map((c) => el("span", { class: "cert" }, c.name || c.identifier || c.id || "certificate"))) : "")));
   if (!r.enrolments.length) $("#lr-enrolments").append(el("p", { class: "muted" }, "no enrolment yet"));
