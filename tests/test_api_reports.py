@@ -207,6 +207,7 @@ async def test_contexts_by_prefix(client):
     ("/v1/report/context/{ctx}", {"status": "3"}, "status"),
     ("/v1/report/context/{ctx}", {"cursor": "bm9wZQ"}, "cursor"),
     ("/v1/report/context/{ctx}", {"completedFrom": "soon"}, "completedFrom"),
+    ("/v1/report/context/{ctx}", {"completedTo": "99999999999999999999999"}, "completedTo"),
     ("/v1/report/context/{ctx}", {"format": "xlsx"}, "format"),
     ("/v1/report/context/{ctx}", {"active": "maybe"}, "active"),
     ("/v1/report/context/{ctx}/stats", {"passPercent": "101"}, "passPercent"),
@@ -254,3 +255,19 @@ async def test_report_roles_are_configurable(client):
     path = f"/v1/report/context/{c.context}/stats"
     assert (await client.get(path, headers=token("m", "COURSE_MENTOR"))).status_code == 403
     assert (await client.get(path, headers=token("k", "coach"))).status_code == 200
+
+
+NASTY = ["\x00", "%", "'; drop table enrolment; --", "é" * 300, "9" * 30, "-1", "1e309", "nan", " ", "[]"]
+
+
+async def test_odd_parameter_values_never_get_a_500(client):
+    c = await seeded(client)
+    for name in ("collectionId", "status", "completedFrom", "completedTo", "active", "search", "cursor", "limit",
+                 "passPercent", "utcOffsetMinutes", "prefix", "format"):
+        for value in NASTY:
+            for path in (f"/v1/report/context/{c.context}", f"/v1/report/context/{c.context}/stats",
+                         "/v1/report/contexts"):
+                r = await client.get(path, params={name: value})
+                assert r.status_code in (200, 400, 404), (path, name, value, r.text)
+                if r.status_code != 200:
+                    assert r.json()["params"]["status"] == "failed"

@@ -13,7 +13,8 @@ import orjson
 from .errors import DomainError
 
 DAY_MS = 86_400_000
-MAX_OFFSET_MINUTES = 14 * 60  # UTC-14:00 .. UTC+14:00, every zone in use
+MAX_OFFSET_MINUTES = 14 * 60
+MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z  # UTC-14:00 .. UTC+14:00, every zone in use
 # The progress histogram: 0, 1-10, 11-20, ..., 81-90, 91-99, 100.
 BUCKETS = ("0", *(f"{lo}-{lo + 9}" for lo in range(1, 91, 10)), "91-99", "100")
 STATUSES = (0, 1, 2)
@@ -82,7 +83,10 @@ def parse_time(value: str | None, field: str, *, end: bool = False) -> int | Non
         return None
     v = value.strip()
     if v.lstrip("-").isdigit():
-        return int(v)
+        ms = int(v)
+        if not 0 <= ms <= MAX_MS:
+            raise InvalidReportValue("epoch milliseconds must be between 0 and the year 9999", field)
+        return ms
     try:
         if len(v) == 10:
             d = datetime.combine(date.fromisoformat(v), datetime.min.time(), UTC)
