@@ -327,6 +327,7 @@ def test_with_tokens_a_learner_sees_only_their_own_pages(jwt_server, pages):
     for path in (f"/dashboard/learner/{c.done}", f"/dashboard/context/{c.context}"):
         p.open(path)
         assert page.locator("#error").get_attribute("data-status") == "403", path
+        assert page.locator("#error a").get_attribute("href") == f"/dashboard/learner/{c.half}"
         assert page.locator("#learner").is_hidden() and page.locator("#context").is_hidden()
         assert c.done not in page.locator("main").inner_text().replace(f"/dashboard/learner/{c.done}", "")
     p.shot("learner-forbidden")

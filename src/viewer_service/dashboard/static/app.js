@@ -7,6 +7,7 @@ const STATUS = ["not started", "in progress", "completed"];
 const COLORS = ["#9aa5b1", "#f0b429", "#27ab83"];
 const $ = (sel) => document.querySelector(sel);
 const charts = {};
+let me = null; // who the caller is (GET /v1/report/me)
 
 function el(tag, attrs, ...children) {
   const e = document.createElement(tag);
@@ -49,7 +50,8 @@ function showError(err) {
     box.textContent = "Sign in: paste your access token above.";
     $("#token-form").hidden = false;
   } else if (err.status === 403) {
-    box.textContent = "You may not see this page: " + err.message;
+    box.textContent = "You may not see this page: " + err.message + ". ";
+    if (me && me.userId) box.append(el("a", { href: "/dashboard/learner/" + encodeURIComponent(me.userId) }, "Your own page"));
   } else if (err.status === 404) {
     box.textContent = "Not found: " + err.message;
   } else {
@@ -60,6 +62,11 @@ function showError(err) {
 }
 
 const fmtDate = (ms) => (ms ? new Date(ms).toISOString().slice(0, 10) : "");
+function duration(ms) {
+  if (ms === null || ms === undefined) return "-";
+  const h = ms / 3600000;
+  return h < 1 ? Math.round(ms / 60000) + " min" : h < 48 ? fmtNum(h) + " h" : fmtNum(h / 24) + " days";
+}
 const fmtNum = (v, d = 1) => (v === null || v === undefined ? "-" : Number(v).toFixed(d).replace(/\.0+$/, ""));
 
 function bar(progress) {
@@ -135,7 +142,7 @@ async function loadStats(contextId) {
   const set = (k, v) => { document.querySelector(`[data-stat="${k}"]`).textContent = v; };
   set("enrolled", s.enrolled);
   for (const k of ["0", "1", "2"]) set("status-" + k, s.byStatus[k]);
-  set("median-days", s.medianTimeToCompleteMs === null ? "-" : fmtNum(s.medianTimeToCompleteMs / 86400000));
+  set("median-time", duration(s.medianTimeToCompleteMs));
   $("#ctx-generated").textContent = "as of " + new Date(s.generatedAt).toLocaleString();
   chart("chart-status", {
     type: "doughnut",
@@ -313,7 +320,7 @@ async function start() {
   $("#sign-out").addEventListener("click", () => { sessionStorage.removeItem(TOKEN_KEY); location.reload(); });
   const parts = location.pathname.replace(/\/+$/, "").split("/").slice(2).map(decodeURIComponent);
   try {
-    const me = await whoAmI();
+    me = await whoAmI();
     if (parts[0] === "context" && parts[1]) await contextPage(parts[1]);
     else if (parts[0] === "learner" && parts[1]) await learnerPage(parts[1]);
     else await home(me);
