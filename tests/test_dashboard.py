@@ -291,10 +291,12 @@ def test_learner_page_shows_progress_units_scores_and_recent(open_server, pages)
     page = p.open(f"/dashboard/learner/{c.half}")
     card = page.locator(f'article.enrolment[data-collection="{c.collection}"]')
     assert card.locator(':scope > [role="progressbar"]').get_attribute("aria-valuenow") == str(e["progress"]) == "25"
-    units = card.locator(".units li")
-    assert units.count() == 2 and "Unit one" in units.nth(0).inner_text()
-    assert units.nth(0).locator('[role="progressbar"]').get_attribute("aria-valuenow") == "50"
-    assert card.locator('.contents li[data-content="a"]').get_attribute("data-status") == "2"
+    units = card.locator(".unit")
+    assert units.count() == 2 and "Unit one" in units.nth(0).locator(".unit-head").inner_text()
+    assert units.nth(0).locator('.unit-head [role="progressbar"]').get_attribute("aria-valuenow") == "50"
+    # Each unit lists its contents with their status.
+    assert units.nth(0).locator('.contents li[data-content="a"]').get_attribute("data-status") == "2"
+    assert units.nth(1).locator('.contents li[data-content="quiz"]').get_attribute("data-status") == "1"
     assert "1/4" in card.locator('.score[data-content="quiz"]').inner_text()
     assert "Intro video" in p.text("#lr-recent")
     p.shot("learner")

@@ -281,6 +281,15 @@ async function contextPage(contextId) {
 
 // -- a learner ------------------------------------------------------------------------------------
 
+function contentList(contents) {
+  if (!contents.length) return "";
+  return el("ul", { class: "contents" }, contents.map((c) => el("li", { dataset: { content: c.contentId, status: c.status } },
+    el("span", { class: "dot s" + c.status, title: STATUS[c.status] }), c.name || c.contentId,
+    " ", el("span", { class: "muted" }, STATUS[c.status] || ""))));
+}
+
+const inUnit = (s) => new Set(s.units.flatMap((u) => u.contents.map((c) => c.contentId)));
+
 async function learnerPage(userId) {
   const r = await api("/v1/report/learner/" + encodeURIComponent(userId));
   $("#learner").hidden = false;
@@ -294,11 +303,10 @@ async function learnerPage(userId) {
     el("p", { class: "muted" }, "context " + s.contextId + (s.active ? "" : " · unenrolled") + " · " +
        STATUS[s.status] + (s.completedOn ? " on " + fmtDate(s.completedOn) : "")),
     bar(s.progress),
-    s.units.length ? el("ul", { class: "units" }, s.units.map((u) => el("li", { dataset: { unit: u.unitId } },
-      el("span", { class: "label" }, u.name || u.unitId), bar(u.progress)))) : "",
-    el("ul", { class: "contents" }, s.contents.map((c) => el("li", { dataset: { content: c.contentId, status: c.status } },
-      el("span", { class: "dot s" + c.status, title: STATUS[c.status] }), c.name || c.contentId,
-      " ", el("span", { class: "muted" }, STATUS[c.status] || "")))),
+    s.units.map((u) => el("div", { class: "unit", dataset: { unit: u.unitId } },
+      el("div", { class: "unit-head" }, el("span", { class: "label" }, u.name || u.unitId), bar(u.progress)),
+      contentList(u.contents))),
+    contentList(s.contents.filter((c) => !inUnit(s).has(c.contentId))),
     scores(s).length ? el("p", { class: "scores" }, "Best scores: ", scores(s).map(([cid, a]) =>
       el("span", { class: "score", dataset: { content: cid } }, nameOf(s, cid) + " " + fmtNum(a.score) + "/" + fmtNum(a.max_score)))) : "",
     (s.issuedCertificates || []).length ? el("p", { class: "certs" }, "Certificates: ",
