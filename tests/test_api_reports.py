@@ -12,7 +12,8 @@ import pytest
 
 from conftest import wait_until
 from report_seed import Course, seed_course, stored
-from viewer_service.domain.reports import bucket, decode_cursor, encode_cursor, histogram, parse_time, per_day
+from viewer_service.domain.reports import (assessment_summary, bucket, decode_cursor, encode_cursor, histogram,
+                                          parse_time, per_day, weighted_median)
 
 SECRET = "test-secret-that-is-long-enough-for-hs256"
 JWT = pytest.mark.settings(auth="jwt", jwt_secret=SECRET)
@@ -64,6 +65,20 @@ def test_times_and_days():
         parse_time("yesterday", "f")
     assert per_day({3: 1, 5: 2}) == [{"date": "1970-01-04", "count": 1}, {"date": "1970-01-05", "count": 0},
                                      {"date": "1970-01-06", "count": 2}]
+
+
+def test_weighted_median_and_assessment_summary():
+    assert weighted_median([]) is None
+    assert weighted_median([(5, 1)]) == 5
+    assert weighted_median([(1, 1), (3, 1)]) == 2
+    assert weighted_median([(9, 1), (1, 2), (3, 1)]) == 2  # 1 1 3 9
+    assert weighted_median([(1, 3), (9, 1)]) == 1
+    assert weighted_median([(2, 0), (7, 2)]) == 7
+    rows = [("c", "q", 3.0, 4.0, 1, 2), ("c", "q", 1.0, 4.0, 2, 2), ("c", "z", 0.0, None, 1, 1)]
+    q, z = assessment_summary(rows, 50)
+    assert (q["learners"], q["attempts"], q["medianScore"], q["maxScore"], q["passCount"]) == (3, 4, 1.0, 4.0, 1)
+    assert q["meanScore"] == 5 / 3 and q["meanPercent"] == 125 / 3 and q["medianPercent"] == 25.0
+    assert (z["meanPercent"], z["maxScore"], z["passCount"]) == (0.0, None, 0)
 
 
 # -- roster --------------------------------------------------------------------------------------
