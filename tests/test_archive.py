@@ -347,3 +347,34 @@ async def test_erase_removes_the_learners_archived_rows_from_the_files(client, e
     assert out.returncode == 0 and "restored 1 learners: 2 consumption rows, 1 attempts" in out.stdout, out
     assert (await view_read(c, "stays", "course-e", "a"))["a"]["progressDetails"] == {"u": "stays"}
     assert file_users(root) == set()
+
+
+async def test_reports_count_archived_scores_and_access_times(client, env, db_url, tmp_path):
+    """A context's stats and roster answer the same before and after its enrolments are archived."""
+    c = client
+    await complete(c, "old-r", "course-r", ["a", "quiz"], MARCH)
+    st, body = await post(c, "/v1/assessment/submit", userId="old-r", collectionId="course-r", contentId="quiz",
+                          assessments=[assess("q1", MARCH + 10, 3, 4, attempt="att-r")])
+    assert st == 200, body
+    assert await wait_until(lambda: completed(c, "old-r", "course-r"), 20)
+
+    async def reports():
+        stats = (await c.get("/v1/report/context/course-r/stats")).json()["result"]
+        roster = (await c.get("/v1/report/context/course-r")).json()["result"]["enrolments"]
+        learner = (await c.get("/v1/report/learner/old-r")).json()["result"]
+        stats.pop("generatedAt")
+        learner.pop("generatedAt", None)
+        return stats, roster, learner
+
+    async def stored():  # the stats read the enrolments the worker stores
+        return (await reports())[0]["completed"] == 1
+    assert await wait_until(stored, 20)
+    before = await reports()
+    assert before[0]["assessments"][0]["learners"] == 1 and before[1][0]["assessments"]["quiz"]["score"] == 3
+    out = cli(env, "archive", "--completed-before", "2025-06-01", "--dir", str(tmp_path / "arch"))
+    assert out.returncode == 0, out.stderr
+    assert await count(db_url, user_content_consumption, "old-r") == 0
+    after = await reports()
+    assert after[0] == before[0], (after[0], before[0])
+    assert after[1] == before[1], (after[1], before[1])
+    assert after[2] == before[2], (after[2], before[2])

@@ -8,7 +8,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ...domain.reports import DAY_MS, RosterFilter
 from .progress import UNIT
-from .tables import context as ctx, enrolment as en, user_activity_agg as agg, user_content_consumption as ucc
+from .tables import archived_consumption as arc, context as ctx, enrolment as en, user_activity_agg as agg
+from .tables import user_content_consumption as ucc
 
 
 def _where(context_id: str, f: RosterFilter) -> list:
@@ -54,14 +55,29 @@ async def unit_progress(conn: AsyncConnection, context_id: str, user_ids: list[s
     return out
 
 
+def _consumption(*cond_of):
+    """Hot consumption rows, plus the kept rows of archived contents that were not opened again
+    (an opened one has a hot row that started from the kept values): a subquery with ucc's
+    column names. `cond_of(table)` gives each branch its own filter, so each uses its index."""
+
+    def branch(t, extra=()):
+        return sa.select(t.c.user_id, t.c.collection_id, t.c.context_id, t.c.content_id, t.c.status,
+                         t.c.best_score, t.c.best_max_score, t.c.attempts, t.c.last_access_time,
+                         t.c.last_completed_time).where(*(c for f in cond_of for c in f(t)), *extra)
+
+    reopened = sa.exists().where(ucc.c.user_id == arc.c.user_id, ucc.c.collection_id == arc.c.collection_id,
+                                 ucc.c.context_id == arc.c.context_id, ucc.c.content_id == arc.c.content_id)
+    return sa.union_all(branch(ucc), branch(arc, [~reopened])).subquery("consumption")
+
+
 async def best_scores(conn: AsyncConnection, context_id: str, user_ids: list[str]) -> dict:
     """(user, collection) -> {content id: {score, maxScore, attempts}}: each assessment's best attempt."""
     out: dict = {}
     if not user_ids:
         return out
-    q = (sa.select(ucc.c.user_id, ucc.c.collection_id, ucc.c.content_id, ucc.c.best_score, ucc.c.best_max_score,
-                   ucc.c.attempts)
-         .where(ucc.c.user_id.in_(user_ids), ucc.c.context_id == context_id, ucc.c.attempts > 0))
+    rows = _consumption(lambda t: [t.c.user_id.in_(user_ids), t.c.context_id == context_id, t.c.attempts > 0])
+    q = sa.select(rows.c.user_id, rows.c.collection_id, rows.c.content_id, rows.c.best_score,
+                  rows.c.best_max_score, rows.c.attempts)
     for r in await conn.execute(q):
         out.setdefault((r.user_id, r.collection_id), {})[r.content_id] = {
             "score": r.best_score, "maxScore": r.best_max_score, "attempts": r.attempts}
@@ -72,9 +88,9 @@ async def last_access(conn: AsyncConnection, context_id: str, user_ids: list[str
     """(user, collection) -> the latest access time of any of its contents."""
     if not user_ids:
         return {}
-    q = (sa.select(ucc.c.user_id, ucc.c.collection_id, sa.func.max(ucc.c.last_access_time))
-         .where(ucc.c.user_id.in_(user_ids), ucc.c.context_id == context_id)
-         .group_by(ucc.c.user_id, ucc.c.collection_id))
+    rows = _consumption(lambda t: [t.c.user_id.in_(user_ids), t.c.context_id == context_id])
+    q = (sa.select(rows.c.user_id, rows.c.collection_id, sa.func.max(rows.c.last_access_time))
+         .group_by(rows.c.user_id, rows.c.collection_id))
     return {(r[0], r[1]): r[2] for r in await conn.execute(q)}
 
 
@@ -107,13 +123,14 @@ async def median_time_to_complete(conn: AsyncConnection, context_id: str, collec
 async def score_distribution(conn: AsyncConnection, context_id: str, collection_id: str | None) -> list:
     """(collection, content, best score, max score, learners, attempts) of the scored rows
     (ix_ucc_scored): few rows, as scores take few distinct values; medians are computed from it."""
-    cond = [ucc.c.context_id == context_id, ucc.c.attempts > 0, ucc.c.best_score.is_not(None)]
-    if collection_id is not None:
-        cond.append(ucc.c.collection_id == collection_id)
-    q = (sa.select(ucc.c.collection_id, ucc.c.content_id, ucc.c.best_score, ucc.c.best_max_score, sa.func.count(),
-                   sa.func.sum(ucc.c.attempts))
-         .where(*cond)
-         .group_by(ucc.c.collection_id, ucc.c.content_id, ucc.c.best_score, ucc.c.best_max_score))
+    def cond(t):
+        c = [t.c.context_id == context_id, t.c.attempts > 0, t.c.best_score.is_not(None)]
+        return c if collection_id is None else [*c, t.c.collection_id == collection_id]
+
+    rows = _consumption(cond)
+    q = (sa.select(rows.c.collection_id, rows.c.content_id, rows.c.best_score, rows.c.best_max_score,
+                   sa.func.count(), sa.func.sum(rows.c.attempts))
+         .group_by(rows.c.collection_id, rows.c.content_id, rows.c.best_score, rows.c.best_max_score))
     return (await conn.execute(q)).all()
 
 
@@ -138,7 +155,7 @@ async def offered_collections(conn: AsyncConnection, context_id: str) -> list[st
 
 
 async def recent_completions(conn: AsyncConnection, user_id: str, limit: int) -> list:
-    q = (sa.select(ucc.c.collection_id, ucc.c.context_id, ucc.c.content_id, ucc.c.last_completed_time)
-         .where(ucc.c.user_id == user_id, ucc.c.last_completed_time.is_not(None), ucc.c.status == 2)
-         .order_by(ucc.c.last_completed_time.desc()).limit(limit))
+    rows = _consumption(lambda t: [t.c.user_id == user_id, t.c.last_completed_time.is_not(None), t.c.status == 2])
+    q = (sa.select(rows.c.collection_id, rows.c.context_id, rows.c.content_id, rows.c.last_completed_time)
+         .order_by(rows.c.last_completed_time.desc()).limit(limit))
     return (await conn.execute(q)).all()

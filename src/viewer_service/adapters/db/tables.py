@@ -264,3 +264,9 @@ sa.Index("ix_ucc_scored", user_content_consumption.c.context_id, user_content_co
          postgresql_where=user_content_consumption.c.attempts > 0,
          sqlite_where=user_content_consumption.c.attempts > 0,
          postgresql_include=["best_score", "best_max_score", "attempts"])
+# The same for the kept rows of archived enrolments (0010): a context's assessment stats count them.
+sa.Index("ix_arc_scored", archived_consumption.c.context_id, archived_consumption.c.collection_id,
+         archived_consumption.c.content_id,
+         postgresql_where=archived_consumption.c.attempts > 0,
+         sqlite_where=archived_consumption.c.attempts > 0,
+         postgresql_include=["best_score", "best_max_score", "attempts"])
