@@ -1,4 +1,4 @@
-"""`viewer-service serve | worker | db upgrade | db migrate-mode`."""
+"""`viewer-service serve | worker | db upgrade | db migrate-mode | import sunbird`."""
 
 from __future__ import annotations
 
@@ -145,6 +145,56 @@ def _migrate_mode(args: argparse.Namespace) -> int:
     return 0
 
 
+def _import_sunbird(args: argparse.Namespace) -> int:
+    import asyncio
+    from pathlib import Path
+
+    from .adapters.db.engine import make_engine
+    from .adapters.db.migrate import schema_behind, upgrade
+    from .reporting import Progress
+    from .services.imports import Importer, summary_lines
+    from .services.modes import ModeMismatch, ensure_mode
+
+    settings = Settings()
+    if not Path(args.dir).is_dir():
+        print(f"viewer-service: {args.dir} is not a directory", file=sys.stderr)
+        return 2
+    if settings.is_sqlite:
+        upgrade(settings.database_url)
+
+    async def run():
+        engine = make_engine(settings.database_url, 2)
+        progress = Progress()
+        try:
+            behind = await schema_behind(engine)
+            if behind:
+                return behind
+            await ensure_mode(engine, settings.context_mode)
+            importer = Importer(engine, Path(args.dir), mode=settings.context_mode,
+                                remote_catalog=bool(settings.catalog_url), batch_rows=args.batch_rows,
+                                rejects_dir=Path(args.rejects_dir) if args.rejects_dir else None,
+                                restart=args.restart, progress=progress)
+            return await importer.run()
+        finally:
+            progress.close()
+            await engine.dispose()
+
+    try:
+        results = asyncio.run(run())
+    except ModeMismatch as e:
+        print(f"viewer-service: {e}", file=sys.stderr)
+        return 2
+    if isinstance(results, str):
+        print(f"viewer-service: {results}", file=sys.stderr)
+        return 2
+    for line in summary_lines(results):
+        print(line)
+    read_any = any(r.found and not r.note for r in results)
+    if not read_any:
+        print(f"viewer-service: no Sunbird export could be read in {args.dir}", file=sys.stderr)
+    return 0 if read_any else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     p = argparse.ArgumentParser(prog="viewer-service", description=__doc__)
@@ -168,6 +218,16 @@ def main(argv: list[str] | None = None) -> int:
                                              "(stop every serve and worker first)")
     m.add_argument("mode", choices=["strict", "content", "collection"])
     m.set_defaults(func=_migrate_mode)
+    i = sub.add_parser("import", help="one-time data migration (docs/migration.md)")
+    isub = i.add_subparsers(dest="import_source", required=True)
+    sb = isub.add_parser("sunbird", help="import cqlsh COPY files of Sunbird's tables from DIR")
+    sb.add_argument("dir", help="the directory holding user_content_consumption.csv, user_enrolments.csv, "
+                                "assessment_aggregator.csv and optionally user_activity_agg.csv")
+    sb.add_argument("--batch-rows", type=int, default=20_000, help="rows per transaction (default 20000)")
+    sb.add_argument("--rejects-dir", help="where <table>.rejects.csv go (default: DIR)")
+    sb.add_argument("--restart", action="store_true", help="ignore the checkpoints and read every file again "
+                                                           "(safe: rows already imported change nothing)")
+    sb.set_defaults(func=_import_sunbird)
     args = p.parse_args(argv)
     from pydantic import ValidationError
 
