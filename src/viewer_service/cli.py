@@ -154,6 +154,7 @@ def _import_sunbird(args: argparse.Namespace) -> int:
     from .reporting import Progress
     from .services.imports import Importer, summary_lines
     from .services.modes import ModeMismatch, ensure_mode
+    from sqlalchemy.exc import SQLAlchemyError
 
     settings = Settings()
     if not Path(args.dir).is_dir():
@@ -184,6 +185,11 @@ def _import_sunbird(args: argparse.Namespace) -> int:
     except ModeMismatch as e:
         print(f"viewer-service: {e}", file=sys.stderr)
         return 2
+    except (OSError, SQLAlchemyError) as e:  # the database went away, a disk filled: resumable
+        first = str(e).splitlines()[0][:500] if str(e) else type(e).__name__
+        print(f"viewer-service: import stopped: {first}; what was committed stays, run the same "
+              f"command again to resume", file=sys.stderr)
+        return 1
     if isinstance(results, str):
         print(f"viewer-service: {results}", file=sys.stderr)
         return 2

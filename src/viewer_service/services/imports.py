@@ -253,8 +253,11 @@ class Importer:
     async def _best_scores(self, conn, touched: dict[RowKey, int], now: int, known) -> None:
         """The consumption rows' best attempt and count, as a live submit leaves them (created as
         started views when missing)."""
-        stored = await attempts_repo.load_attempts_many(conn, touched)
-        rows = await lock_rows(conn, touched)
+        stored, rows = {}, {}
+        keys = list(touched)
+        for i in range(0, len(keys), 500):  # bounded statements (SQLite's variable limit, PostgreSQL's stack)
+            stored.update(await attempts_repo.load_attempts_many(conn, keys[i:i + 500]))
+            rows.update(await lock_rows(conn, keys[i:i + 500]))
         fresh, updated = [], []
         for k, ts in touched.items():
             best = best_attempt(stored.get(k, {}).values())
