@@ -57,14 +57,19 @@ class Header:
         if missing:
             raise Reject(f"the header has no {', '.join(missing)} column")
 
+        self._canon = [canonical(table, n) for n in names]
+        self._dups = [(name, idx) for name, idx in self.index.items() if len(idx) > 1]
+
     def record(self, fields: list[str]) -> dict[str, str]:
         if len(fields) != self.width:
             raise Reject(f"{len(fields)} fields where the header has {self.width} (a cut or broken row)")
-        out = {}
-        for name, idx in self.index.items():
-            v = fields[idx[0]]
-            if not v and len(idx) > 1:
-                v = next((fields[i] for i in idx[1:] if fields[i]), "")
+        out = dict(zip(self._canon, fields))
+        for name, idx in self._dups:
+            v = ""
+            for i in idx:
+                v = fields[i]
+                if v:
+                    break
             out[name] = v
         return out
 
@@ -115,29 +120,49 @@ UCC_COLUMNS = ("user_id", "collection_id", "context_id", "content_id", "status",
 
 
 def consumption_row(r: dict, mode: str, now_ms: int) -> tuple:
+    # The hot path of the import: one try block names the failing column, no call per column.
     user, course, content = _need(r, "userid"), _need(r, "courseid"), _need(r, "contentid")
-    batch = r.get("batchid") or None
+    g = r.get
+    batch = g("batchid") or None
     if batch is not None and len(batch) > 256:
         raise Reject("batchid is longer than 256 characters")
-    s = resolve_scope(user, content, course, batch, mode)
-    status = _status(r, 1)
-    progress = _parse(cqlsh.integer, r, "progress") or 0
+    if mode == "strict":
+        collection, context = course, batch or course
+    else:
+        s = resolve_scope(user, content, course, batch, mode)
+        collection, context = s.collection_id, s.context_id
+    ts, integer = cqlsh.timestamp, cqlsh.integer
+    col = "status"
+    try:
+        status = integer(g(col, ""))
+        status = 1 if status is None else status
+        col = "progress"
+        progress = integer(g(col, "")) or 0
+        col = "lastaccesstime"
+        last_access = ts(g(col, ""))
+        col = "lastupdatedtime"
+        last_updated = ts(g(col, ""))
+        if last_updated is None:
+            col = "datetime"
+            last_updated = ts(g(col, "")) or last_access or now_ms
+        col = "lastcompletedtime"
+        last_completed = ts(g(col, "")) if status == 2 else None  # a stale time on an unfinished row means nothing
+        col = "viewcount"
+        views = integer(g(col, "")) or 1
+        col = "timespent"
+        spent = cqlsh.number(g(col, "")) or 0.0
+    except cqlsh.BadValue as e:
+        raise Reject(f"{col}: {e}") from None
+    if not 0 <= status <= 2:
+        raise Reject(f"status {status} is not 0, 1 or 2")
     progress = 100 if status == 2 else min(max(progress, 0), 100)
-    details = _json_text(r, "progressdetails")
-    last_access = _parse(cqlsh.timestamp, r, "lastaccesstime")
-    last_updated = _parse(cqlsh.timestamp, r, "lastupdatedtime") or _parse(cqlsh.timestamp, r, "datetime") \
-        or last_access or now_ms
-    last_completed = _parse(cqlsh.timestamp, r, "lastcompletedtime")
+    details = _json_text(r, "progressdetails") if g("progressdetails") else None
     if status == 2 and last_completed is None:
         last_completed = last_updated
-    if status != 2:
-        last_completed = None  # a stale completion time on an unfinished row means nothing
-    views = max(_parse(cqlsh.integer, r, "viewcount") or 1, 1)
-    spent = _parse(cqlsh.number, r, "timespent") or 0.0
-    first = last_access if last_access is not None else last_updated
-    return (s.user_id, s.collection_id, s.context_id, content, status, progress, details,
-            (last_access or last_updated) if details is not None else None, max(spent, 0.0), views,
-            first, last_access or last_updated, last_completed, last_updated, now_ms * 1000)
+    access = last_access or last_updated
+    return (user, collection, context, content, status, progress, details,
+            access if details is not None else None, max(spent, 0.0), max(views, 1),
+            access, access, last_completed, last_updated, now_ms * 1000)
 
 
 # -- user_enrolments ---------------------------------------------------------------

@@ -20,12 +20,12 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ..adapters.db import assessments as attempts_repo, imports as repo
+from ..adapters.db import imports as repo
 from ..adapters.db.tables import assessment_aggregator as aa
 from ..adapters.db.views import add_repairs, insert_rows, lock_rows, mark_dirty, update_rows
 from ..clock import now_ms
 from ..domain import cqlsh, sunbird
-from ..domain.assessments import best_attempt
+from ..domain.assessments import StoredAttempt, best_attempt
 from ..domain.scope import Scope
 from ..domain.views import RowKey, Start, apply, next_version
 
@@ -253,11 +253,15 @@ class Importer:
     async def _best_scores(self, conn, touched: dict[RowKey, int], now: int, known) -> None:
         """The consumption rows' best attempt and count, as a live submit leaves them (created as
         started views when missing)."""
-        stored, rows = {}, {}
+        stored: dict[RowKey, dict[str, StoredAttempt]] = {}
+        for a in await repo.matching(conn, aa, ASSESS_KEY[:4], [tuple(k.__getattribute__(c) for c in ASSESS_KEY[:4])
+                                                                 for k in touched], lock=False):
+            stored.setdefault(RowKey(a.user_id, a.collection_id, a.context_id, a.content_id), {})[a.attempt_id] = \
+                StoredAttempt(a.attempt_id, a.last_attempted_on, a.total_score, a.total_max_score)
+        rows = {}
         keys = list(touched)
-        for i in range(0, len(keys), 500):  # bounded statements (SQLite's variable limit, PostgreSQL's stack)
-            stored.update(await attempts_repo.load_attempts_many(conn, keys[i:i + 500]))
-            rows.update(await lock_rows(conn, keys[i:i + 500]))
+        for i in range(0, len(keys), 2000):  # bounded statements (SQLite's variable limit)
+            rows.update(await lock_rows(conn, keys[i:i + 2000]))
         fresh, updated = [], []
         for k, ts in touched.items():
             best = best_attempt(stored.get(k, {}).values())

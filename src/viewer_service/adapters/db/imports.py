@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ...domain.sunbird import AGG_COLUMNS, ENROL_COLUMNS, UCC_COLUMNS
@@ -148,18 +149,33 @@ async def merge_consumption(conn: AsyncConnection, rows: Sequence[tuple], now_ms
 
 # -- the smaller tables: merged in Python against the rows they meet ------------------
 
-async def existing(conn: AsyncConnection, table: sa.Table, key_cols: Sequence[str], keys: Iterable[tuple]) -> dict:
+async def matching(conn: AsyncConnection, table: sa.Table, key_cols: Sequence[str], keys: Iterable[tuple],
+                   lock: bool = True) -> list:
+    """The stored rows whose `key_cols` are one of `keys` (locked on PostgreSQL)."""
     keys = list(set(keys))
-    out = {}
+    if not keys:
+        return []
     cols = [table.c[k] for k in key_cols]
-    for i in range(0, len(keys), 300):
+    if conn.dialect.name == "postgresql":
+        # One statement text whatever the batch: arrays joined by unnest (a prepared statement reused).
+        wanted = sa.func.unnest(*(sa.bindparam(f"k{i}", type_=ARRAY(sa.String)) for i in range(len(key_cols)))
+                                ).table_valued(*(f"k{i}" for i in range(len(key_cols)))).render_derived("w")
+        q = sa.select(table).join(wanted, sa.and_(*(c == wanted.c[f"k{i}"] for i, c in enumerate(cols))))
+        if lock:
+            q = q.with_for_update(of=table)
+        return list(await conn.execute(q, {f"k{i}": [k[i] for k in keys] for i in range(len(key_cols))}))
+    out = []
+    for i in range(0, len(keys), 300):  # SQLite's bound-variable limit
         part = keys[i:i + 300]
+        # user_id IN (...) lets SQLite search the primary key (see views.lock_rows).
         q = sa.select(table).where(cols[0].in_({k[0] for k in part}), sa.tuple_(*cols).in_(part))
-        if conn.dialect.name == "postgresql":
-            q = q.with_for_update()
-        for r in await conn.execute(q):
-            out[tuple(getattr(r, k) for k in key_cols)] = r
+        out.extend(await conn.execute(q))
     return out
+
+
+async def existing(conn: AsyncConnection, table: sa.Table, key_cols: Sequence[str], keys: Iterable[tuple]) -> dict:
+    """The stored rows of `keys`, by key."""
+    return {tuple(getattr(r, k) for k in key_cols): r for r in await matching(conn, table, key_cols, keys)}
 
 
 async def upsert(conn: AsyncConnection, table: sa.Table, columns: Sequence[str], key_cols: Sequence[str],
