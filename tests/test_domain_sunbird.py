@@ -1,135 +1,81 @@
-"""Sunbird rows onto ours: column names old and new, values, rejects, merges (pure rules)."""
+"""lms-service compatibility rules (domain/sunbird.py) and the state update merge (domain/views.py)."""
 
-import orjson
+from __future__ import annotations
+
 import pytest
 
-from viewer_service.domain import sunbird
-from viewer_service.domain.sunbird import Header, Reject
+from viewer_service.domain.sunbird import (SunbirdError, completed_count, format_date, last_read, list_order,
+                                           list_status, parse_date)
+from viewer_service.domain.views import End, RowKey, Start, StateUpdate, apply
 
-NOW = 1_700_000_000_000
-T = 1624426660575
-
-
-def rec(table: str, **values) -> dict:
-    h = Header(table, list(values))
-    return h.record(list(values.values()))
+K = RowKey("u", "c", "b", "x")
+T = 1_700_000_000_000
 
 
-def test_old_and_new_column_names_are_one_column():
-    h = Header("user_content_consumption", ["userid", "collectionid", "contextid", "contentid", "lastaccesstime",
-                                            "last_access_time"])
-    r = h.record(["u", "c", "b", "x", "", "2021-06-23 05:37:40.575000+0000"])
-    assert r["courseid"] == "c" and r["batchid"] == "b" and r["lastaccesstime"] == "2021-06-23 05:37:40.575000+0000"
-    r = h.record(["u", "c", "b", "x", "2021-06-23 05:37:40:575+0000", ""])
-    assert r["lastaccesstime"] == "2021-06-23 05:37:40:575+0000"
-    with pytest.raises(Reject, match="3 fields"):
-        h.record(["u", "c", "b"])
-    with pytest.raises(Reject, match="no contentid"):
-        Header("user_content_consumption", ["userid", "courseid"])
+def test_dates_round_trip_in_sunbird_format():
+    assert format_date(parse_date("2020-11-23 12:58:35:179+0000", "f")) == "2020-11-23 12:58:35:179+0000"
+    assert format_date(parse_date("2020-11-23 18:28:35:179+0530", "f")) == "2020-11-23 12:58:35:179+0000"
+    assert parse_date(None, "f") is None and parse_date("", "f") is None and format_date(None) is None
 
 
-def test_a_completed_consumption_row():
-    r = rec("user_content_consumption", userid="u", courseid="c", batchid="b", contentid="x", status="2",
-            progress="40", viewcount="3", lastaccesstime="2021-06-23 05:37:40:575+0000",
-            progressdetails='{"position": 12}', last_updated_time="2021-06-23 05:37:41.575000+0000")
-    row = dict(zip(sunbird.UCC_COLUMNS, sunbird.consumption_row(r, "strict", NOW)))
-    assert row["collection_id"] == "c" and row["context_id"] == "b"
-    assert row["status"] == 2 and row["progress"] == 100  # a completed view is at 100, as a live end leaves it
-    assert row["last_completed_time"] == T + 1000  # none exported: its last update
-    assert row["first_access_time"] == T and row["last_access_time"] == T and row["view_count"] == 3
-    assert orjson.loads(row["progress_details"]) == {"position": 12} and row["progress_details_ts"] == T
+@pytest.mark.parametrize("bad", ["2020-11-23T12:58:35Z", "2020-13-23 12:58:35:179+0000", 1606136315179, "x"])
+def test_bad_dates_are_date_format_errors(bad):
+    with pytest.raises(SunbirdError) as e:
+        parse_date(bad, "request.contents.0.lastAccessTime")
+    assert e.value.code == "DATE_FORMAT_ERRROR" and e.value.field == "request.contents.0.lastAccessTime"
 
 
-def test_an_in_progress_row_and_the_context_modes():
-    r = rec("user_content_consumption", userid="u", courseid="c", batchid="", contentid="x", status="1",
-            progress="140", datetime="2021-06-23 05:37:40.575000+0000", lastcompletedtime="2021-06-23 05:37:40:575+0000")
-    strict = sunbird.consumption_row(r, "strict", NOW)
-    assert strict[1:3] == ("c", "c")  # no batch: the collection's own context
-    assert strict[5] == 100 and strict[12] is None  # progress clamped; no completion time while unfinished
-    assert sunbird.consumption_row(r, "content", NOW)[1:3] == ("x", "x")
-    assert sunbird.consumption_row(r, "collection", NOW)[1:3] == ("c", "c")
+def test_state_update_creates_and_keeps_progress():
+    row = apply(None, StateUpdate(K, T, 1, 50), T + 5)
+    assert (row.status, row.progress, row.view_count, row.last_access_time) == (1, 50, 1, T)
+    assert row.last_completed_time is None
 
 
-@pytest.mark.parametrize("change, reason", [
-    ({"userid": ""}, "userid is empty"),
-    ({"status": "7"}, "status 7"),
-    ({"status": "x"}, "status: not an integer"),
-    ({"progressdetails": "{oops"}, "progressdetails is not JSON"),
-    ({"lastaccesstime": "tuesday"}, "lastaccesstime: not a timestamp"),
-    ({"contentid": "x" * 300}, "longer than 256"),
-])
-def test_consumption_rejects(change, reason):
-    values = {"userid": "u", "courseid": "c", "batchid": "b", "contentid": "x", "status": "1",
-              "progressdetails": "", "lastaccesstime": ""}
-    values.update(change)
-    with pytest.raises(Reject, match=reason):
-        sunbird.consumption_row(rec("user_content_consumption", **values), "strict", NOW)
+def test_state_update_never_goes_down_and_keeps_first_completion():
+    row = apply(None, StateUpdate(K, T, 2, completed_ts=T - 10), T)
+    assert (row.status, row.progress, row.last_completed_time) == (2, 100, T - 10)
+    row = apply(row, StateUpdate(K, T + 1, 1, 5), T + 1)
+    assert (row.status, row.progress, row.last_completed_time) == (2, 100, T - 10)
+    row = apply(row, StateUpdate(K, T + 2, 2, completed_ts=T + 2), T + 2)
+    assert row.last_completed_time == T - 10
+    row = apply(row, StateUpdate(K, T - 100, 2), T + 3)  # an older access time is not kept as the last
+    assert row.last_access_time == T + 2 and row.first_access_time == T - 100
 
 
-def test_an_enrolment_with_certificates():
-    r = rec("user_enrolments", userid="u", courseid="c", batchid="b", active="True", status="2", progress="3",
-            completedon="2021-06-23 05:37:40.575000+0000", contentstatus="{'x': 2, 'y': 2, 'z': 2}",
-            enrolleddate="2021-06-20 05:37:40:575+0000",
-            issued_certificates="[{'identifier': 'cert1', 'name': 'Completion', 'token': 'T'}]",
-            certificates="[{'id': 'old', 'name': 'Old'}]")
-    enrolment, agg = sunbird.enrolment_row(r, NOW)
-    e = dict(zip(sunbird.ENROL_COLUMNS, enrolment))
-    assert e["status"] == 2 and e["progress"] == 100 and e["completed_on"] == T and e["active"] is True
-    assert e["enrolled_date"] == T - 3 * 86_400_000
-    assert [c["id"] for c in orjson.loads(e["issued_certificates"])] == ["cert1", "old"]
-    a = dict(zip(sunbird.AGG_COLUMNS, agg))
-    assert orjson.loads(a["aggregates"]) == {"completedCount": 3}  # Sunbird's progress is a count
-    assert orjson.loads(a["content_status"]) == {"x": 2, "y": 2, "z": 2} and a["status"] == 2
+def test_state_update_status_is_clamped_and_versions_grow():
+    row = apply(None, StateUpdate(K, T, 7), T)
+    assert row.status == 2 and row.progress == 100
+    again = apply(row, StateUpdate(K, T, 2), T)
+    assert again.version > row.version
 
 
-def test_an_in_progress_enrolment_keeps_its_percentage_when_exported():
-    r = rec("user_enrolments", userid="u", courseid="c", batchid="b", status="1", progress="2",
-            completionpercentage="40", contentstatus="", active="False", datetime="2021-06-23 05:37:40.575000+0000")
-    e = dict(zip(sunbird.ENROL_COLUMNS, sunbird.enrolment_row(r, NOW)[0]))
-    assert e["progress"] == 40 and e["completed_on"] is None and e["active"] is False and e["enrolled_date"] == T
-    bad = rec("user_enrolments", userid="u", courseid="c", batchid="b", contentstatus="{'x': 'done'}")
-    with pytest.raises(Reject, match="contentstatus"):
-        sunbird.enrolment_row(bad, NOW)
+def test_state_update_on_a_started_view_and_end_after_it():
+    started = apply(None, Start(K, T), T)
+    row = apply(started, StateUpdate(K, T + 1, 1, 30, {"page": 3}), T + 1)
+    assert (row.status, row.progress, row.progress_details, row.view_count) == (1, 30, {"page": 3}, 1)
+    older = apply(row, StateUpdate(K, T, 1, None, {"page": 1}), T + 2)
+    assert older.progress_details == {"page": 3}  # the newest details by client time win
+    ended = apply(row, End(K, T + 5), T + 5)
+    assert ended.status == 2 and ended.last_completed_time == T + 5
 
 
-def test_an_assessment_attempt():
-    q = ("[{id: 'q1', assess_ts: '2021-06-23 05:37:40.575000+0000', max_score: 2.0, score: 1.0, type: 'mcq', "
-         "title: 'T', resvalues: [{'1': '{\"a\":1}'}], params: [], description: null, duration: 4}]")
-    r = rec("assessment_aggregator", course_id="c", batch_id="b", user_id="u", content_id="x", attempt_id="a1",
-            created_on="2021-06-23 05:37:40.575000+0000", last_attempted_on="2021-06-23 05:37:40.575000+0000",
-            question=q, total_score="1.0", total_max_score="2.0", grand_total="1.0/2.0", updated_on="")
-    row = dict(zip(sunbird.ASSESS_COLUMNS, sunbird.assessment_row(r, "strict", NOW)))
-    assert row["total_score"] == 1.0 and row["total_max_score"] == 2.0 and row["last_attempted_on"] == T
-    [question] = orjson.loads(row["questions"])
-    assert question["id"] == "q1" and question["assess_ts"] == T and question["resvalues"] == [{"1": '{"a":1}'}]
-    no_total = rec("assessment_aggregator", course_id="c", batch_id="b", user_id="u", content_id="x",
-                   attempt_id="a1", last_attempted_on="2021-06-23 05:37:40.575000+0000", question=q)
-    row = dict(zip(sunbird.ASSESS_COLUMNS, sunbird.assessment_row(no_total, "strict", NOW)))
-    assert (row["total_score"], row["grand_total"]) == (1.0, "1.0/2.0")  # from the questions
-    with pytest.raises(Reject, match="last_attempted_on"):
-        sunbird.assessment_row(rec("assessment_aggregator", course_id="c", batch_id="b", user_id="u",
-                                   content_id="x", attempt_id="a1"), "strict", NOW)
+def test_list_status_and_count():
+    assert list_status(0, 0) == (0, 0)
+    assert list_status(1, 33) == (1, 33)
+    assert list_status(2, 80) == (2, 100)  # completed stays completed (Sunbird flips it back)
+    assert completed_count(["a", "b", "c"], {"a": 2, "b": 1, "z": 2}) == 1
 
 
-def test_activity_rows():
-    r = rec("user_activity_agg", activity_type="Course", activity_id="c", user_id="u", context_id="cb:b",
-            agg="{'completedCount': 2}", aggregates="{'score:x': 1.5}")
-    assert sunbird.activity_agg_row(r) == ("u", "c", "b", {"completedCount": 2, "score:x": 1.5})
+def test_last_read_is_the_latest_access():
+    entries = {"a": {"status": 2, "lastAccessTime": 5}, "b": {"status": 1, "lastAccessTime": 9},
+               "c": {"status": 1, "lastAccessTime": None}}
+    assert last_read(entries) == ("b", 1, 9)
+    assert last_read({}) == (None, None, None)
 
 
-def test_merges_never_go_down():
-    r = rec("user_content_consumption", userid="u", courseid="c", batchid="b", contentid="x", status="2",
-            lastaccesstime="2021-06-23 05:37:40:575+0000")
-    done = sunbird.consumption_row(r, "strict", NOW)
-    r2 = rec("user_content_consumption", userid="u", courseid="c", batchid="b", contentid="x", status="1",
-             progress="30", lastaccesstime="2021-06-24 05:37:40:575+0000")
-    later = sunbird.consumption_row(r2, "strict", NOW)
-    m = sunbird.merge_consumption(done, later)
-    assert m[4] == 2 and m[5] == 100 and m[10] == T and m[11] == T + 86_400_000 and m[12] == T
-    assert sunbird.merge_consumption(later, done)[4:6] == (2, 100)
-
-    old = ("u", "c", "b", T, True, [{"id": "a"}], 2, 100, T)
-    new = ("u", "c", "b", T - 5, False, [{"id": "a", "x": 1}, {"id": "b"}], 1, 50, None, NOW)
-    m = sunbird.merge_enrolment(old, new, NOW)
-    assert m == ("u", "c", "b", T - 5, True, [{"id": "a"}, {"id": "b"}], 2, 100, T, NOW)
-    assert sunbird.merge_enrolment(old, ("u", "c", "b", T, False, [], 0, 0, None, NOW), NOW) is None
+def test_list_order_is_last_access_then_enrolment():
+    cs = [{"id": 1, "_enrolled": 10, "lastContentAccessTime": None},
+          {"id": 2, "_enrolled": 20, "lastContentAccessTime": None},
+          {"id": 3, "_enrolled": 5, "lastContentAccessTime": 100},
+          {"id": 4, "_enrolled": 1, "lastContentAccessTime": 200}]
+    assert [c["id"] for c in list_order(cs)] == [4, 3, 2, 1]

@@ -178,7 +178,8 @@ async def test_a_worker_in_another_process_sees_a_new_collection_at_once(client,
         assert (await stored_enrolment(app, user, "course-xp")).progress == 50
         await put_collection(client, "course-xp", leafNodes=["a"])  # the old copy is still cached
         await drain(app, user, w)
+        # Completed from the new copy: it was not deferred as unknown (w.deferred also counts other
+        # tests' unknown collections in the shared database, so it is not checked here).
         assert (await stored_enrolment(app, user, "course-xp")).status == 2
-        assert w.deferred == 0
     finally:
         await other.close()

@@ -24,7 +24,7 @@ from ..adapters.db import imports as repo
 from ..adapters.db.tables import assessment_aggregator as aa
 from ..adapters.db.views import add_repairs, insert_rows, lock_rows, mark_dirty, update_rows
 from ..clock import now_ms
-from ..domain import cqlsh, sunbird
+from ..domain import cqlsh, sunbird_export as sunbird
 from ..domain.assessments import StoredAttempt, best_attempt
 from ..domain.scope import Scope
 from ..domain.views import RowKey, Start, apply, next_version

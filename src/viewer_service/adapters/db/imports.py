@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ...domain.sunbird import AGG_COLUMNS, ENROL_COLUMNS, UCC_COLUMNS
+from ...domain.sunbird_export import AGG_COLUMNS, ENROL_COLUMNS, UCC_COLUMNS
 from .tables import (collection, context as ctx, enrolment as en, import_checkpoint as cp,
                      user_activity_agg as agg)
 from .views import _insert
@@ -207,7 +207,7 @@ AGG_KEY = ("user_id", "collection_id", "context_id", "activity_type", "activity_
 
 async def merge_enrolments(conn: AsyncConnection, rows: Sequence[tuple], now_ms: int) -> tuple[int, int, list]:
     """Returns (inserted, merged, the changed scopes)."""
-    from ...domain.sunbird import merge_enrolment
+    from ...domain.sunbird_export import merge_enrolment
 
     rows = [_decode(ENROL_COLUMNS, r) for r in rows]
     old = await existing(conn, en, ENROL_KEY, (r[:3] for r in rows))
@@ -228,7 +228,7 @@ async def merge_enrolments(conn: AsyncConnection, rows: Sequence[tuple], now_ms:
 async def merge_aggs(conn: AsyncConnection, rows: Sequence[tuple], now_ms: int) -> None:
     """Sunbird's figures for a collection, kept as its aggregate row (what a summary shows while
     the catalog does not know the collection); merged: status and progress never go down."""
-    from ...domain.sunbird import merge_agg
+    from ...domain.sunbird_export import merge_agg
 
     rows = [_decode(AGG_COLUMNS, r) for r in rows]
     old = await existing(conn, agg, AGG_KEY, (r[:5] for r in rows))
