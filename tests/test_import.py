@@ -195,6 +195,15 @@ async def test_import_then_read_through_the_api(stack, tmp_path):
         items = listed if isinstance(listed, list) else next(v for v in listed.values() if isinstance(v, list))
         assert [(x["collectionId"], x["status"]) for x in items] == [("c2", 2)]
 
+        # And through the lms-service routes Sunbird's clients call (docs/sunbird.md).
+        state = await post(c, "/v1/content/state/read", userId=u1, courseId="c1", batchId="b1",
+                           contentIds=["do_1", "do_2"])
+        assert sorted((x["contentId"], x["status"]) for x in state["contentList"]) == [("do_1", 2), ("do_2", 1)]
+        courses = (await c.get(f"/v1/user/courses/list/{u1}")).json()["result"]["courses"]
+        assert [(x["courseId"], x["batchId"], x["status"], x["progress"], x["completionPercentage"])
+                for x in courses] == [("c1", "b1", 1, 1, 50)]
+        assert courses[0]["enrolledDate"] == "2021-06-20 05:37:40:575+0000"
+
         ctx = (await c.get("/v1/context/b1")).json()["result"]
         assert ctx["type"] == "batch" and ctx["collectionIds"] == ["c1"]
 
