@@ -212,7 +212,8 @@ def _import_sunbird(args: argparse.Namespace) -> int:
             importer = Importer(engine, Path(args.dir), mode=settings.context_mode,
                                 remote_catalog=bool(settings.catalog_url), batch_rows=args.batch_rows,
                                 rejects_dir=Path(args.rejects_dir) if args.rejects_dir else None,
-                                restart=args.restart, progress=progress)
+                                restart=args.restart, progress=progress,
+                                jobs=args.jobs if args.jobs is not None else min(os.cpu_count() or 1, 4))
             return await importer.run()
         finally:
             progress.close()
@@ -287,6 +288,8 @@ def parser() -> argparse.ArgumentParser:
     sb.add_argument("--rejects-dir", help="where <table>.rejects.csv go (default: DIR)")
     sb.add_argument("--restart", action="store_true", help="ignore the checkpoints and read every file again "
                                                            "(safe: rows already imported change nothing)")
+    sb.add_argument("--jobs", type=int, help="processes that parse rows next to the database writes "
+                                              "(default: the CPU count, at most 4; 0: none)")
     sb.set_defaults(func=_import_sunbird)
     return p
 

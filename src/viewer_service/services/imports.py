@@ -9,6 +9,7 @@ them; a resumed run cuts the file back to the committed length)."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import csv
 import hashlib
 import logging
@@ -30,6 +31,7 @@ from ..domain.scope import Scope
 from ..domain.views import RowKey, Start, apply, next_version
 
 log = logging.getLogger(__name__)
+POOL_MIN_BYTES = 1 << 20  # smaller files are mapped in a thread: starting processes would cost more
 ASSESS_KEY = ("user_id", "collection_id", "context_id", "content_id", "attempt_id")
 
 
@@ -51,6 +53,7 @@ class TableResult:
 class Batch:
     rows: list = field(default_factory=list)
     rejects: list = field(default_factory=list)  # (fields, reason)
+    errors: list = field(default_factory=list)  # text that is not CSV: ([], reason)
     end: int = 0
     read: int = 0
     skipped: int = 0
@@ -67,7 +70,7 @@ def file_id(path: Path) -> str:
 class Importer:
     def __init__(self, engine: AsyncEngine, directory: Path, *, mode: str = "strict", remote_catalog: bool = False,
                  batch_rows: int = 20_000, rejects_dir: Path | None = None, restart: bool = False,
-                 progress=None, clock: Callable[[], int] = now_ms):
+                 jobs: int = 0, progress=None, clock: Callable[[], int] = now_ms):
         self.engine = engine
         self.dir = Path(directory)
         self.mode = mode
@@ -75,17 +78,29 @@ class Importer:
         self.batch_rows = batch_rows
         self.rejects_dir = Path(rejects_dir) if rejects_dir else self.dir
         self.restart = restart
+        self.jobs = jobs  # processes that map rows (0: a thread of this one)
         self.progress = progress
         self.clock = clock
 
     async def run(self) -> list[TableResult]:
         results = []
-        for table in sunbird.TABLES:
-            path = self.dir / f"{table}.csv"
-            if not path.is_file():
-                results.append(TableResult(table, found=False, note=f"no {path.name}: skipped"))
-                continue
-            results.append(await self._table(table, path))
+        self._pool = None
+        if self.jobs > 0:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            self._pool = ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_die_with_parent, initargs=(os.getpid(),))
+        try:
+            for table in sunbird.TABLES:
+                path = self.dir / f"{table}.csv"
+                if not path.is_file():
+                    results.append(TableResult(table, found=False, note=f"no {path.name}: skipped"))
+                    continue
+                results.append(await self._table(table, path))
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(cancel_futures=True)
         return results
 
     async def _known(self) -> set[str] | None:
@@ -129,15 +144,29 @@ class Importer:
                 it = cqlsh.records(f, start)
             rejects = self._open_rejects(table, header.names, rejects_len)
             try:
-                mapper = self._mapper(table)
-                read = lambda: self._read_batch(it, header, mapper)  # noqa: E731
-                pending = asyncio.ensure_future(asyncio.to_thread(read))
+                ahead: collections.deque = collections.deque()
+                reading = asyncio.Lock()  # FIFO: batches are read in order, one thread at a time
+                pool = self._pool if size >= POOL_MIN_BYTES else None
+
+                async def produce() -> Batch:
+                    async with reading:
+                        raw = await asyncio.to_thread(_read_raw, it, self.batch_rows)
+                    if raw.read:
+                        args = (table, header.names, self.mode, self.clock(), raw.rows)
+                        raw.rows, raw.rejects = await (
+                            asyncio.get_running_loop().run_in_executor(pool, map_batch, *args) if pool
+                            else asyncio.to_thread(map_batch, *args))
+                        raw.rejects = [*raw.errors, *raw.rejects]
+                    return raw
+
+                # Read and map the next batches (in worker processes) while the database merges this one.
+                depth = (self.jobs if pool else 0) + 1
+                ahead.extend(asyncio.ensure_future(produce()) for _ in range(depth))
                 while True:
-                    batch = await pending
+                    batch = await ahead.popleft()
                     if batch.read == 0:
                         break
-                    # Parse the next batch while the database merges this one (two cores).
-                    pending = asyncio.ensure_future(asyncio.to_thread(read))
+                    ahead.append(asyncio.ensure_future(produce()))
                     for fields, reason in batch.rejects:
                         rejects.writerow([*fields, reason])
                     rejects.flush()
@@ -153,6 +182,9 @@ class Importer:
                     if self.progress:
                         self.progress.advance(table, batch.end, rows_read)
             finally:
+                for task in ahead:
+                    task.cancel()
+                await asyncio.gather(*ahead, return_exceptions=True)
                 rejects.close()
         result.seconds = time.monotonic() - started
         if self.progress:
@@ -161,35 +193,6 @@ class Importer:
 
     def _open_rejects(self, table: str, names: list[str], committed: int) -> _Rejects:
         return _Rejects(self.rejects_dir / f"{table}.rejects.csv", names, committed)
-
-    def _mapper(self, table: str):
-        mode = self.mode
-        if table == "user_content_consumption":
-            return lambda r, now: sunbird.consumption_row(r, mode, now)
-        if table == "user_enrolments":
-            return sunbird.enrolment_row
-        if table == "assessment_aggregator":
-            return lambda r, now: sunbird.assessment_row(r, mode, now)
-        return lambda r, now: sunbird.activity_agg_row(r)
-
-    def _read_batch(self, it, header: sunbird.Header, mapper) -> Batch:
-        b = Batch()
-        now = self.clock()
-        for fields, end, error in it:
-            b.read += 1
-            b.end = end
-            if fields is None:
-                b.rejects.append(([], error))
-            elif not (len(fields) == 1 and fields[0] == "" and header.width > 1):  # a blank line
-                try:
-                    b.rows.append(mapper(header.record(fields), now))
-                except sunbird.Reject as e:
-                    b.rejects.append((fields, str(e)))
-            else:
-                b.read -= 1
-            if b.read >= self.batch_rows:
-                break
-        return b
 
     async def _write(self, table: str, batch: Batch, known, checkpoint: dict, totals: dict) -> tuple[int, int]:
         now = self.clock()
@@ -299,6 +302,59 @@ class Importer:
                             o.completed_on, now))
         await repo.upsert(conn, agg, sunbird.AGG_COLUMNS, repo.AGG_KEY, out)
         return 0, len(out), skipped
+
+
+def _die_with_parent(parent: int) -> None:
+    """A mapping process must not outlive an import killed with -9 (nothing would stop it)."""
+    import threading
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _read_raw(it, limit: int) -> Batch:
+    """Up to `limit` records as read (fields), and the offset after the last."""
+    b = Batch()
+    errors = []
+    for fields, end, error in it:
+        b.end = end
+        if fields is None:
+            errors.append(([], error))
+        elif len(fields) == 1 and fields[0] == "":
+            continue  # a blank line
+        else:
+            b.rows.append(fields)
+        b.read += 1
+        if b.read >= limit:
+            break
+    b.errors = errors
+    return b
+
+
+def map_batch(table: str, names: list[str], mode: str, now: int, records: list[list[str]]) -> tuple[list, list]:
+    """Sunbird records to our rows, and the rejected ones with their reason (in a worker process:
+    plain data in, plain data out)."""
+    header = sunbird.Header(table, names)
+    if table == "user_content_consumption":
+        fn = lambda r: sunbird.consumption_row(r, mode, now)  # noqa: E731
+    elif table == "user_enrolments":
+        fn = lambda r: sunbird.enrolment_row(r, now)  # noqa: E731
+    elif table == "assessment_aggregator":
+        fn = lambda r: sunbird.assessment_row(r, mode, now)  # noqa: E731
+    else:
+        fn = sunbird.activity_agg_row
+    rows, rejects = [], []
+    record = header.record
+    for fields in records:
+        try:
+            rows.append(fn(record(fields)))
+        except sunbird.Reject as e:
+            rejects.append((fields, str(e)))
+    return rows, rejects
 
 
 def _dedupe(rows: list[tuple], width: int, merge) -> list[tuple]:
