@@ -180,7 +180,12 @@ async def existing(conn: AsyncConnection, table: sa.Table, key_cols: Sequence[st
 
 async def upsert(conn: AsyncConnection, table: sa.Table, columns: Sequence[str], key_cols: Sequence[str],
                  rows: Sequence[tuple]) -> None:
+    """Insert `rows`, replacing the stored ones (the caller merged them)."""
     if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c not in key_cols)
+        await _copy_insert(conn, table, columns, rows, f"({', '.join(key_cols)}) DO UPDATE SET {sets}")
         return
     stmt = _insert(conn, table)
     stmt = stmt.on_conflict_do_update(index_elements=[table.c[k] for k in key_cols],
@@ -189,8 +194,31 @@ async def upsert(conn: AsyncConnection, table: sa.Table, columns: Sequence[str],
 
 
 async def insert_new(conn: AsyncConnection, table: sa.Table, columns: Sequence[str], rows: Sequence[tuple]) -> None:
-    if rows:
-        await conn.execute(_insert(conn, table).on_conflict_do_nothing(), [dict(zip(columns, r)) for r in rows])
+    """Insert `rows` believed new; one that appeared meanwhile (a live write) is left as it is."""
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        await _copy_insert(conn, table, columns, rows, "DO NOTHING")
+        return
+    await conn.execute(_insert(conn, table).on_conflict_do_nothing(), [dict(zip(columns, r)) for r in rows])
+
+
+async def _copy_insert(conn: AsyncConnection, table: sa.Table, columns: Sequence[str], rows: Sequence[tuple],
+                       conflict: str) -> None:
+    """PostgreSQL's bulk path: COPY into a session staging table shaped like `table`, then one
+    INSERT .. SELECT .. ON CONFLICT."""
+    stage = f"import_{table.name}"
+    await conn.exec_driver_sql(f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table.name} INCLUDING DEFAULTS) "
+                               f"ON COMMIT DELETE ROWS")
+    json_cols = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, sa.JSON)]
+    if json_cols:  # asyncpg's binary COPY takes JSON as text
+        rows = [tuple(orjson.dumps(v).decode() if i in json_cols and not isinstance(v, str) else v
+                      for i, v in enumerate(r)) for r in rows]
+    raw = await _driver(conn)
+    await raw.copy_records_to_table(stage, records=rows, columns=list(columns))
+    cols = ", ".join(columns)
+    await raw.execute(f"INSERT INTO {table.name} ({cols}) SELECT {cols} FROM {stage} ON CONFLICT {conflict}")
+    await raw.execute(f"DELETE FROM {stage}")  # the next use in this transaction starts empty
 
 
 _J = {"issued_certificates", "aggregates", "content_status", "agg_last_updated"}
