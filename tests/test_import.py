@@ -207,6 +207,18 @@ async def test_import_then_read_through_the_api(stack, tmp_path):
         ctx = (await c.get("/v1/context/b1")).json()["result"]
         assert ctx["type"] == "batch" and ctx["collectionIds"] == ["c1"]
 
+        # Once the catalog learns c2 (here with a leaf Sunbird's export never completed), its
+        # progress follows the catalog, and the completion Sunbird recorded stays.
+        r = await c.put("/v1/collection/c2", json={"request": {"name": "Course 2", "leafNodes": ["do_9", "do_10"]}})
+        assert r.status_code == 200, r.text
+
+        async def recomputed():
+            s = await post(c, "/v1/summary/read", userId=u2, collectionId="c2", contextId="b2")
+            return s["progress"] == 50
+        assert await wait_until(recomputed)
+        s2 = await post(c, "/v1/summary/read", userId=u2, collectionId="c2", contextId="b2")
+        assert (s2["status"], s2["completedOn"]) == (2, T + 2 * DAY)
+
 
 async def _has(contents, n: int) -> bool:
     return len(await contents()) == n

@@ -290,6 +290,11 @@ class Importer:
 
         keys = [(u, c, b, "Course", c) for u, c, b, _ in rows]
         old = await repo.existing(conn, agg, repo.AGG_KEY, keys)
+        missing = [k for k in keys if k not in old]
+        if missing and conn.dialect.name == "postgresql":
+            # A live worker may have been replacing a row while it was read (the read waited for it
+            # and then skipped it): read those again, now committed.
+            old.update(await repo.existing(conn, agg, repo.AGG_KEY, missing))
         out, skipped = [], 0
         for (u, c, b, figures), k in zip(rows, keys):
             o = old.get(k)
