@@ -39,7 +39,7 @@ def files_for(rows: int, cache: Path, all_tables: bool) -> Path:
     src = cache / f"sunbird-{rows}"
     if not (src / "user_content_consumption.csv").exists():
         print(f"generating {rows} rows into {src} ...", file=sys.stderr)
-        generate(src, rows, seed=1)
+        generate(src, rows, seed=1, only_consumption=not all_tables)
     if all_tables:
         return src
     only = cache / f"sunbird-{rows}-ucc"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import random
 import sys
 from pathlib import Path
@@ -54,12 +55,13 @@ def q(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
-def generate(out: Path, rows: int, seed: int = 1) -> dict[str, int]:
+def generate(out: Path, rows: int, seed: int = 1, only_consumption: bool = False) -> dict[str, int]:
     rnd = random.Random(seed)
     out.mkdir(parents=True, exist_ok=True)
     counts = dict.fromkeys(("user_content_consumption", "user_enrolments", "assessment_aggregator",
                             "user_activity_agg"), 0)
-    files = {t: open(out / f"{t}.csv", "w", newline="", encoding="utf-8") for t in counts}
+    files = {t: open(out / f"{t}.csv" if t == "user_content_consumption" or not only_consumption else os.devnull,
+                     "w", newline="", encoding="utf-8") for t in counts}
     w = {t: csv.writer(f, Dialect) for t, f in files.items()}
     w["user_content_consumption"].writerow(UCC_HEADER)
     w["user_enrolments"].writerow(ENROL_HEADER)
@@ -91,7 +93,7 @@ def generate(out: Path, rows: int, seed: int = 1) -> dict[str, int]:
                     "" if old else cql_ts(ts + 1000)])
                 done += 1
                 counts["user_content_consumption"] += 1
-                if k % 4 == 0:
+                if k % 4 == 0 and not only_consumption:
                     score = rnd.randint(0, 2)
                     question = ("[{id: %s, assess_ts: %s, max_score: 2.0, score: %d.0, type: 'mcq', title: %s, "
                                 "resvalues: [{'1': %s}], params: [{'1': %s}, {'2': %s}], description: null, "
@@ -128,8 +130,9 @@ def main() -> None:
     p.add_argument("dir", type=Path)
     p.add_argument("--rows", type=int, default=100_000)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--only-consumption", action="store_true", help="write user_content_consumption.csv only")
     a = p.parse_args()
-    print(generate(a.dir, a.rows, a.seed))
+    print(generate(a.dir, a.rows, a.seed, a.only_consumption))
 
 
 if __name__ == "__main__":
