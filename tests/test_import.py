@@ -358,3 +358,25 @@ def test_progress_lines_when_not_on_a_terminal(tmp_path):
     out = run_import({"VIEWER_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'p.db'}"}, d)
     assert out.returncode == 0
     assert "user_content_consumption: starting at byte 0" in out.stderr and "user_content_consumption: done" in out.stderr
+
+
+async def test_an_instance_in_collection_mode_folds_the_batches(tmp_path):
+    """VIEWER_CONTEXT_MODE=collection: a course's progress in two batches becomes one, merged by
+    the same rules (the completed view wins)."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'modes.db'}"
+    env = {"VIEWER_DATABASE_URL": url, "VIEWER_CONTEXT_MODE": "collection"}
+    d = tmp_path / "export"
+    d.mkdir()
+    write(d / "user_content_consumption.csv", UCC_HEADER, [
+        ["u1", "c1", "b1", "do_1", 0, TS, "", "", "", 30, "", 1, 1, TS, "", TS],
+        ["u1", "c1", "b2", "do_1", 1, TS, "", "", "", 100, "", 2, 2, "2021-06-25 05:37:40.575000+0000",
+         "2021-06-25 05:37:40.575000+0000", "2021-06-25 05:37:40.575000+0000"],
+    ])
+    out = await asyncio.to_thread(run_import, env, d)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.startswith("user_content_consumption: imported 1, merged 0, rejected 0")
+    settings = settings_for(env, tmp_path).model_copy(update={"context_mode": "collection"})
+    async with Live(settings) as c:
+        got = await post(c, "/v1/view/read", userId="u1", collectionId="c1", contextId="b1", contentId=["do_1"])
+        [row] = got["contents"]
+        assert (row["status"], row["progress"]) == (2, 100)
