@@ -183,3 +183,50 @@ async def test_a_worker_in_another_process_sees_a_new_collection_at_once(client,
         assert (await stored_enrolment(app, user, "course-xp")).status == 2
     finally:
         await other.close()
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+async def test_a_worker_process_wakes_when_work_commits_not_at_its_poll(client, app, user, pg_url, tmp_path):
+    """LISTEN/NOTIFY: with a 60 s fallback poll, an idle `viewer-service worker` completes an
+    enrolment and delivers its events as soon as the last view end commits."""
+    events = tmp_path / "events.jsonl"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIEWER_")}
+    env.update(VIEWER_DATABASE_URL=pg_url, VIEWER_EVENT_SINK=f"file:{events}", VIEWER_WORKER_LISTEN_POLL_SECONDS="60")
+    await put_collection(client, "course-n", leafNodes=["a"])
+    worker = subprocess.Popen([BIN, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        assert await wait_until(lambda: _listening(app), timeout=30)
+        for n, learner in enumerate([f"{user}-1", f"{user}-2", f"{user}-3"]):
+            # The first one may be picked up by a round already running; after its events the
+            # worker is idle, asleep for 60 s unless a notification wakes it.
+            await post(client, "/v1/enrol", userId=learner, collectionId="course-n")
+            await view(client, learner, "a", "course-n")
+            assert await wait_until(lambda: _delivered(events, learner, 2), timeout=20), n
+            assert (await stored_enrolment(app, learner, "course-n")).status == 2
+        # The listening connection dies: the worker listens again, and is woken again.
+        before = await _listening(app)
+        async with app.state.app.views.engine.begin() as conn:
+            await conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                       "WHERE datname = current_database() AND query LIKE 'LISTEN %'"))
+        assert await wait_until(lambda: _listening_other_than(app, before), timeout=30)
+        learner = f"{user}-4"
+        await post(client, "/v1/enrol", userId=learner, collectionId="course-n")
+        await view(client, learner, "a", "course-n")
+        assert await wait_until(lambda: _delivered(events, learner, 2), timeout=20)
+    finally:
+        worker.terminate()
+        _, err = worker.communicate(timeout=30)
+    assert b"Traceback" not in err, err.decode()[-2000:]
+
+
+async def _listening(app) -> set[int]:
+    """The backends listening for worker notifications (their pids)."""
+    async with app.state.app.views.reader.connect() as conn:
+        return set((await conn.execute(sa.text(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN %'"
+        ))).scalars())
+
+
+async def _listening_other_than(app, pids: set[int]) -> bool:
+    now = await _listening(app)
+    return bool(now) and not now & pids

@@ -291,6 +291,8 @@ def parser() -> argparse.ArgumentParser:
     sb.add_argument("--jobs", type=int, help="processes that parse rows next to the database writes "
                                               "(default: the CPU count, at most 4; 0: none)")
     sb.set_defaults(func=_import_sunbird)
+    from .archive_cli import add_parser as add_archive_parser
+    add_archive_parser(sub)
     return p
 
 

@@ -1,13 +1,13 @@
 """`viewer-service import sunbird`: per-file checkpoints of the one-time migration.
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0009
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
-down_revision = "0005"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
