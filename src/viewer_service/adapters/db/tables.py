@@ -206,7 +206,6 @@ instance_setting = sa.Table(
     sa.Column("updated_at", sa.BigInteger, nullable=False),
 )
 
-<<<<<<< HEAD
 # `viewer-service import sunbird`: how far each file got. Written in the same transaction as the
 # rows it counts, so a killed import resumes exactly where its last commit ended.
 import_checkpoint = sa.Table(
@@ -222,7 +221,7 @@ import_checkpoint = sa.Table(
     sa.Column("rejected", sa.BigInteger, nullable=False),
     sa.Column("updated_at", sa.BigInteger, nullable=False),
 )
-=======
+
 # Archiving (0008, docs/archive.md): what stays hot of a consumption row whose raw data (the row
 # with its progress_details, and its assessment attempts) moved to the archive files. ContentView's
 # columns without progress_details, plus where the raw data is: reads, writes and the worker merge
@@ -281,4 +280,3 @@ sa.Index("ix_ucc_scored", user_content_consumption.c.context_id, user_content_co
          postgresql_where=user_content_consumption.c.attempts > 0,
          sqlite_where=user_content_consumption.c.attempts > 0,
          postgresql_include=["best_score", "best_max_score", "attempts"])
->>>>>>> main
