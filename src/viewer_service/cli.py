@@ -187,6 +187,70 @@ def _migrate_mode(args: argparse.Namespace) -> int:
     return 0
 
 
+def _default_jobs() -> int:
+    """Mapping processes only where cores are left over: the database needs one and the importing
+    process (reading, COPY) another. Measured on 2 cores: extra processes made it slower."""
+    return max(0, min((os.cpu_count() or 1) - 2, 4))
+
+
+def _import_sunbird(args: argparse.Namespace) -> int:
+    import asyncio
+    from pathlib import Path
+
+    from .adapters.db.engine import make_engine
+    from .adapters.db.migrate import schema_behind, upgrade
+    from .reporting import Progress
+    from .services.imports import Importer, summary_lines
+    from .services.modes import ModeMismatch, ensure_mode
+    from sqlalchemy.exc import SQLAlchemyError
+
+    settings = Settings()
+    if not Path(args.dir).is_dir():
+        print(f"viewer-service: {args.dir} is not a directory", file=sys.stderr)
+        return 2
+    if settings.is_sqlite:
+        upgrade(settings.database_url)
+
+    async def run():
+        engine = make_engine(settings.database_url, 2)
+        progress = Progress()
+        try:
+            behind = await schema_behind(engine)
+            if behind:
+                return behind
+            await ensure_mode(engine, settings.context_mode)
+            importer = Importer(engine, Path(args.dir), mode=settings.context_mode,
+                                remote_catalog=bool(settings.catalog_url), batch_rows=args.batch_rows,
+                                rejects_dir=Path(args.rejects_dir) if args.rejects_dir else None,
+                                restart=args.restart, progress=progress,
+                                jobs=args.jobs if args.jobs is not None else _default_jobs())
+            return await importer.run()
+        finally:
+            progress.close()
+            await engine.dispose()
+
+    try:
+        results = asyncio.run(run())
+    except ModeMismatch as e:
+        print(f"viewer-service: {e}", file=sys.stderr)
+        return 2
+    except (OSError, SQLAlchemyError) as e:  # the database went away, a disk filled: resumable
+        first = str(e).splitlines()[0][:500] if str(e) else type(e).__name__
+        print(f"viewer-service: import stopped: {first}; what was committed stays, run the same "
+              f"command again to resume", file=sys.stderr)
+        return 1
+    if isinstance(results, str):
+        print(f"viewer-service: {results}", file=sys.stderr)
+        return 2
+    for line in summary_lines(results):
+        print(line)
+    read_any = any(r.found and not r.note for r in results)
+    if not read_any:
+        print(f"viewer-service: no Sunbird export could be read in {args.dir}", file=sys.stderr)
+    return 0 if read_any else 1
+
+
+
 class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Shows every option's default, and keeps the descriptions' line breaks."""
 
@@ -225,6 +289,18 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("mode", choices=["strict", "content", "collection"],
                    help="the mode to convert to (set VIEWER_CONTEXT_MODE to it too)")
     m.set_defaults(func=_migrate_mode)
+    i = command(sub, "import", "one-time data migration (docs/migration.md)")
+    isub = i.add_subparsers(dest="import_source", metavar="SOURCE", required=True)
+    sb = command(isub, "sunbird", "import the cqlsh COPY files of Sunbird's tables from DIR (resumable, idempotent)")
+    sb.add_argument("dir", help="the directory holding user_content_consumption.csv, user_enrolments.csv, "
+                                "assessment_aggregator.csv and optionally user_activity_agg.csv")
+    sb.add_argument("--batch-rows", type=int, default=20_000, help="rows per transaction")
+    sb.add_argument("--rejects-dir", help="where <table>.rejects.csv go (default: DIR)")
+    sb.add_argument("--restart", action="store_true", help="ignore the checkpoints and read every file again "
+                                                           "(safe: rows already imported change nothing)")
+    sb.add_argument("--jobs", type=int, help="processes that parse rows next to the database writes "
+                                              "(default: the CPU count less 2, at most 4; 0: none)")
+    sb.set_defaults(func=_import_sunbird)
     from .archive_cli import add_parser as add_archive_parser
     add_archive_parser(sub)
     return p

@@ -206,6 +206,22 @@ instance_setting = sa.Table(
     sa.Column("updated_at", sa.BigInteger, nullable=False),
 )
 
+# `viewer-service import sunbird`: how far each file got. Written in the same transaction as the
+# rows it counts, so a killed import resumes exactly where its last commit ended.
+import_checkpoint = sa.Table(
+    "import_checkpoint",
+    metadata,
+    sa.Column("source", sa.String(64), primary_key=True),  # the Sunbird table name
+    sa.Column("file_id", sa.String(128), nullable=False),  # size and hash of the file's head
+    sa.Column("byte_offset", sa.BigInteger, nullable=False),  # the next record starts here
+    sa.Column("rows_read", sa.BigInteger, nullable=False),
+    sa.Column("rejects_offset", sa.BigInteger, nullable=False),  # the rejects file's committed length
+    sa.Column("imported", sa.BigInteger, nullable=False),
+    sa.Column("merged", sa.BigInteger, nullable=False),
+    sa.Column("rejected", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+)
+
 # Archiving (0008, docs/archive.md): what stays hot of a consumption row whose raw data (the row
 # with its progress_details, and its assessment attempts) moved to the archive files. ContentView's
 # columns without progress_details, plus where the raw data is: reads, writes and the worker merge

@@ -1,13 +1,13 @@
 """Reports count archived assessment scores: the scored kept rows of archived enrolments by context.
 
 Revision ID: 0010
-Revises: 0009
+Revises: 0007
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0010"
-down_revision = "0009"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
