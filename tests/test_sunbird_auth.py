@@ -16,6 +16,7 @@ pytestmark = pytest.mark.settings(auth="jwt", jwt_secret=SECRET)
 
 
 def token(sub: str, **claims) -> str:
+    # Made at import (ADMIN below): valid for a day, however long the suite runs.
     return jwt.encode({"sub": sub, "exp": int(time.time()) + 86_400, **claims}, SECRET, algorithm="HS256")
 
 

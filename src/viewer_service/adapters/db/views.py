@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ...domain.scope import Scope
 from ...domain.views import ArchivedView, ContentView, RowKey
+from .notify import notify
 from .tables import archived_consumption as arc, cache_repair, scope_dirty, user_content_consumption as ucc
 
 KEY_COLS = (ucc.c.user_id, ucc.c.collection_id, ucc.c.context_id, ucc.c.content_id)
@@ -195,6 +196,7 @@ async def mark_dirty(conn: AsyncConnection, scopes: Iterable[Scope], now_ms: int
     if not params:
         return
     await conn.execute(_mark_stmt(conn), params)
+    await notify(conn)  # the workers wake when this commits
 
 
 def _mark_stmt(conn: AsyncConnection):
