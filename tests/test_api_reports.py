@@ -20,7 +20,7 @@ JWT = pytest.mark.settings(auth="jwt", jwt_secret=SECRET)
 
 
 def token(sub: str, *roles: str) -> dict:
-    body = {"sub": sub, "exp": int(time.time()) + 600, "roles": list(roles)}
+    body = {"sub": sub, "exp": int(time.time()) + 86_400, "roles": list(roles)}  # ADMIN is made at import
     return {"Authorization": "Bearer " + jwt.encode(body, SECRET, algorithm="HS256")}
 
 

@@ -315,3 +315,119 @@ async def test_completion_through_legacy_route_completes_the_enrolment(client, a
     assert st == 200, body
     st, body = await post(client, "/v1/summary/read", userId=user, collectionId=c, contextId=b)
     assert st == 200 and body["result"]["status"] == 2 and body["result"]["progress"] == 100
+
+
+# -- enrolment list (CourseEnrolmentActor.list; reference 2.5) --------------------------------
+
+
+async def courses(client, path=None, user=None, query="", **body) -> list[dict]:
+    if path is None:
+        r = await client.get(f"/v1/user/courses/list/{user}{query}")
+    elif path.startswith("/private/v1"):
+        r = await client.get(f"{path}/{user}{query}")
+    else:
+        r = await client.post(f"{path}{query}", json={"request": body})
+    data = r.json()
+    assert r.status_code == 200, data
+    assert data["id"] == "api.user.courses.list"
+    return data["result"]["courses"]
+
+
+async def make_course(client, leaves=3, **doc):
+    c, b = uid("do_course"), uid("batch")
+    await put_collection(client, c, description="A course", appIcon="https://x/icon.png", **doc,
+                         children=[{"identifier": f"{c}_l{i}", "mimeType": "video/mp4"} for i in range(leaves)])
+    await put_batch(client, b, [c], start=now_ms() - DAY)
+    return c, b
+
+
+async def enrol(client, user, c, b, **extra):
+    st, body = await post(client, "/v1/enrol", userId=user, collectionId=c, contextId=b, **extra)
+    assert st == 200, body
+
+
+async def test_list_progress_is_live_and_counts_completed_leaves(client, user):
+    c, b = await make_course(client)
+    await enrol(client, user, c, b)
+    [e] = await courses(client, user=user)
+    assert (e["courseId"], e["batchId"], e["userId"], e["active"]) == (c, b, user, True)
+    assert (e["progress"], e["completionPercentage"], e["status"]) == (0, 0, 0)
+    assert e["courseName"] == f"Course {c}" and e["description"] == "A course"
+    assert e["courseLogoUrl"] == "https://x/icon.png" and e["leafNodesCount"] == 3
+    assert e["contentId"] == c and e["collectionId"] == c and e["content"]["identifier"] == c
+    assert e["enrolledDate"].endswith("+0000") and e["lastReadContentId"] is None
+    # A content state update shows at once (Sunbird caches the list for 60 s).
+    st, _ = await update(client, userId=user, contents=[
+        {"contentId": f"{c}_l0", "courseId": c, "batchId": b, "status": 2,
+         "lastAccessTime": "2024-05-01 10:00:00:000+0000"}])
+    assert st == 200
+    [e] = await courses(client, user=user)
+    assert (e["progress"], e["completionPercentage"], e["status"]) == (1, 33, 1)
+    assert e["contentStatus"] == {f"{c}_l0": 2}
+    assert (e["lastReadContentId"], e["lastReadContentStatus"]) == (f"{c}_l0", 2)
+    # A /v1 view end shows at once too, and becomes the last read content.
+    keys = {"userId": user, "contentId": f"{c}_l1", "collectionId": c, "contextId": b}
+    assert (await post(client, "/v1/view/start", **keys))[0] == 200
+    assert (await post(client, "/v1/view/end", **keys))[0] == 200
+    [e] = await courses(client, user=user)
+    assert (e["progress"], e["completionPercentage"], e["status"]) == (2, 66, 1)
+    assert (e["lastReadContentId"], e["lastReadContentStatus"]) == (f"{c}_l1", 2)
+    st, _ = await update(client, userId=user, contents=[{"contentId": f"{c}_l2", "courseId": c, "batchId": b,
+                                                          "status": 2}])
+    [e] = await courses(client, user=user)
+    assert (e["progress"], e["completionPercentage"], e["status"]) == (3, 100, 2)
+    assert isinstance(e["completedOn"], int)
+
+
+async def test_list_order_inactive_and_unknown_courses(client, user):
+    c1, b1 = await make_course(client)
+    c2, b2 = await make_course(client)
+    c3, b3 = await make_course(client)
+    c4, b4 = await make_course(client)
+    for n, (c, b) in enumerate([(c1, b1), (c2, b2), (c3, b3), (c4, b4)]):
+        await enrol(client, user, c, b, enrolledDate=now_ms() - (10 - n) * DAY)
+    assert (await post(client, "/v1/unenrol", userId=user, collectionId=c4, contextId=b4))[0] == 200
+    # An enrolment in a course the catalog does not know is left out, as lms-service drops courses
+    # its search does not find.
+    unknown, ub = uid("do_unknown"), uid("batch")
+    await put_batch(client, ub, [unknown])
+    await enrol(client, user, unknown, ub)
+    # Last access: c1 older, c2 newer, c3 never: newer, older, then the never accessed.
+    for c, b, t in ((c1, b1, "2024-01-01 00:00:00:000+0000"), (c2, b2, "2024-02-01 00:00:00:000+0000")):
+        st, body = await update(client, userId=user, contents=[{"contentId": f"{c}_l0", "courseId": c, "batchId": b,
+                                                                 "status": 1, "lastAccessTime": t}])
+        assert st == 200, body
+    got = await courses(client, user=user)
+    assert [e["courseId"] for e in got] == [c2, c1, c3]
+    assert got[0]["lastContentAccessTime"] > got[1]["lastContentAccessTime"]
+    assert got[2]["lastContentAccessTime"] is None
+    # v2 with courseIds; private v2 by body user; private v1 strips a federated prefix.
+    got = await courses(client, "/v2/user/courses/list", userId=user, courseIds=[c1, c3])
+    assert [e["courseId"] for e in got] == [c1, c3]
+    got = await courses(client, "/private/v2/user/courses/list", userId=user)
+    assert len(got) == 3
+    got = await courses(client, "/private/v1/user/courses/list", user=f"f:provider:{user}")
+    assert len(got) == 3
+
+
+async def test_list_batch_details(client, user):
+    c, b = await make_course(client)
+    r = await client.put(f"/v1/context/{b}", json={"request": {
+        "type": "batch", "collectionIds": [c], "name": "Batch one", "startDate": "2024-01-01",
+        "endDate": "2099-12-31", "enrollmentType": "open"}})
+    assert r.status_code == 200, r.json()
+    await enrol(client, user, c, b)
+    [e] = await courses(client, user=user, query="?batchDetails=name,endDate,enrollmentType")
+    assert e["batch"] == {"name": "Batch one", "endDate": "2099-12-31", "enrollmentType": "open",
+                          "batchId": b, "identifier": b}
+    [e] = await courses(client, user=user)
+    assert "batch" not in e
+
+
+async def test_private_v2_needs_a_user(client):
+    r = await client.post("/private/v2/user/courses/list", json={"request": {}})
+    assert r.status_code == 400 and r.json()["params"]["err"] == "MANDATORY_PARAMETER_MISSING"
+
+
+async def test_list_of_nobody_is_empty(client, user):
+    assert await courses(client, user=user) == []

@@ -68,7 +68,8 @@ class ServiceApp:
 
 def make_cache(settings: Settings):
     if settings.redis_url:
-        return RedisCache(settings.redis_url, settings.redis_prefix, settings.cache_ttl_seconds)
+        return RedisCache(settings.redis_url, settings.redis_prefix, settings.cache_ttl_seconds,
+                          cluster=settings.redis_cluster)
     return MemoryCache(settings.cache_max_scopes)
 
 

@@ -23,9 +23,9 @@ _PREFIX_IDS = {
     "/v1/summary/list/": {"GET": "api.summary.list"},
     "/v1/summary/delete/": {"DELETE": "api.summary.delete"},
     "/v1/summary/download/": {"GET": "api.summary.download"},
-    "/v1/report/": {"GET": "api.report"},
     "/v1/user/courses/list/": {"GET": "api.user.courses.list"},
     "/private/v1/user/courses/list/": {"GET": "api.user.courses.list"},
+    "/v1/report/": {"GET": "api.report"},
 }
 
 
