@@ -748,3 +748,29 @@ async def test_only_a_completing_write_looks_for_carry_targets(client, app, rahu
         event.remove(engine, "before_cursor_execute", record)
     assert updates and not any("enrolment" in q for q in updates)
     assert sum("FROM enrolment" in q for q in ends) == 1
+
+
+@NO_WORKER
+async def test_legacy_content_state_updates_carry_at_once(client, rahul):
+    """lms-service's content state update (docs/sunbird.md) completes through the same write path:
+    a status 2, and an assessment (which implies completion), are carried in their transaction."""
+    from test_api_assessments import assess
+
+    now = now_ms()
+    await put_collection(client, C1, leafNodes=[SDA, DDA])
+    await put_collection(client, C2, leafNodes=[SDA, DDA])
+    await context(client, f"{rahul}-b1", [C1], start=now - DAY)
+    await context(client, f"{rahul}-b2", [C2], carry={"mode": "copy-collection"})
+    await enrol(client, rahul, C2, f"{rahul}-b2", now - DAY)
+    r = await client.patch("/v1/content/state/update", json={"request": {"userId": rahul, "contents": [
+        {"contentId": SDA, "courseId": C1, "batchId": f"{rahul}-b1", "status": 2}]}})
+    assert r.status_code == 200, r.json()
+    p = (await status(client, rahul, SDA, C2, f"{rahul}-b2", fields=["provenance"]))["provenance"]
+    assert (p["trigger"], p["from"]) == ("completion", {"collectionId": C1, "contextId": f"{rahul}-b1"})
+    ts = now - 60_000
+    r = await client.patch("/v1/content/state/update", json={"request": {"userId": rahul, "assessments": [{
+        "assessmentTs": str(ts), "courseId": C1, "contentId": DDA, "batchId": f"{rahul}-b1", "userId": rahul,
+        "attemptId": "att-1", "events": [assess("q1", ts - 2000, 1), assess("q2", ts - 1000, 0)]}]}})
+    assert r.status_code == 200, r.json()
+    carried = await status(client, rahul, DDA, C2, f"{rahul}-b2", fields=["provenance"])
+    assert carried["status"] == COMPLETE and carried["provenance"]["trigger"] == "completion"
