@@ -15,6 +15,7 @@ def _serve(args: argparse.Namespace) -> int:
     from .adapters.db.migrate import upgrade
 
     settings = Settings()
+    migrate = settings.is_sqlite or args.migrate
     if args.workers > 1 and not settings.redis_url:
         print("viewer-service: --workers > 1 needs a shared cache; set VIEWER_REDIS_URL "
               "(the in-process cache cannot see other processes' writes)", file=sys.stderr)
@@ -22,7 +23,9 @@ def _serve(args: argparse.Namespace) -> int:
     if args.workers > 1 and settings.is_sqlite:
         print("viewer-service: --workers > 1 needs PostgreSQL (VIEWER_DATABASE_URL)", file=sys.stderr)
         return 2
-    if settings.is_sqlite or args.migrate:
+    if _refused_schema(settings, migrate):
+        return 2
+    if migrate:
         upgrade(settings.database_url)
     mismatch = _mode_mismatch(settings)
     if mismatch:
@@ -31,6 +34,15 @@ def _serve(args: argparse.Namespace) -> int:
     uvicorn.run("viewer_service.api.app:create_app", factory=True, host=args.host, port=args.port,
                 workers=args.workers, log_level=args.log_level, access_log=False)
     return 0
+
+
+def _refused_schema(settings: Settings, migrate: bool) -> bool:
+    from .adapters.db.migrate import schema_problem
+
+    problem = schema_problem(settings.database_url, will_upgrade=migrate)
+    if problem:
+        print(f"viewer-service: {problem}", file=sys.stderr)
+    return problem is not None
 
 
 def _mode_mismatch(settings: Settings) -> str | None:
@@ -69,11 +81,13 @@ def _worker(args: argparse.Namespace) -> int:
     from .worker import build_worker
 
     settings = Settings()
+    if _refused_schema(settings, args.migrate):
+        return 2
     if args.migrate:
         upgrade(settings.database_url)
 
     async def run() -> None:
-        engine = make_engine(settings.database_url, settings.db_pool_size)
+        engine = make_engine(settings.database_url, settings.db_pool_size, settings.db_pre_ping)
         await ensure_mode(engine, settings.context_mode)
         catalog = Catalog(engine, fetch_url=settings.catalog_url, max_document_bytes=settings.max_body_bytes)
         # Publishes the rows this worker carries: into the shared cache, or, without one, as

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from typing_extensions import Annotated
 
-from .schemas import Envelope, Id, _to_ms
+from .schemas import Envelope, Id, Int, _to_ms
 
 
 def _when(v: Any) -> Any:
@@ -17,14 +17,14 @@ def _when(v: Any) -> Any:
     return _to_ms(v)
 
 
-When = int | datetime | date
+When = Int | datetime | date
 
 
 class CarryForward(BaseModel):
     """This context's carry-forward rule; it replaces the instance default whole (docs/modes.md)."""
     model_config = ConfigDict(extra="forbid")
     mode: Literal["none", "copy-content", "copy-collection", "move"]
-    windowDays: int | None = Field(default=None, ge=0, le=36_500,
+    windowDays: Int | None = Field(default=None, ge=0, le=36_500,
                                    description="completed at most this many days before the enrolment")
     withinContextDates: bool = Field(default=False, description="completed between the context's start and end dates")
 
@@ -59,7 +59,7 @@ class Certificate(BaseModel):
     id: Id
     name: str | None = Field(default=None, max_length=1024)
     token: str | None = Field(default=None, max_length=1024)
-    lastIssuedOn: int | str | None = None
+    lastIssuedOn: Int | str | None = None
 
 
 class CertificateBody(ScopeBody):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from ..domain.errors import DomainError
+from ..domain.errors import DomainError, InvalidValue
 from ..services.enrolments import EnrolmentNotFound
 from .body import documented, parse, path_id
 from .enrolments import _msgid, scope_of
@@ -33,6 +33,18 @@ async def summary_read(request: Request):
     return envelope("api.summary.read", found, msgid=_msgid(request, body))
 
 
+def _erase_all(request: Request) -> bool:
+    """`?all` or `?all=true` erases everything; any other value is refused, never taken as a yes or
+    a no: this is the most destructive call of the API."""
+    values = request.query_params.getlist("all")
+    if not values:
+        return False
+    if any(v.lower() not in ("", "true") for v in values):
+        raise InvalidValue("all takes no value or true (to erase one enrolment, omit it and name it in the body)",
+                          "all")
+    return True
+
+
 @router.delete("/delete/{userId}", openapi_extra=documented(ScopeRequest),
                summary="Erase a learner's data: all enrolments (?all) or the one named in the body")
 async def summary_delete(request: Request, userId: str):
@@ -40,7 +52,7 @@ async def summary_delete(request: Request, userId: str):
     user = app.user_for(request, path_id(userId, "userId"))
     principal = app.auth.authenticate(request.headers) if app.settings.auth != "none" else None
     by = principal.user_id if principal is not None else None
-    if "all" in request.query_params:
+    if _erase_all(request):
         counts = await app.erase.erase(user, None, by)
         return envelope("api.summary.delete", {"erased": counts}, msgid=msgid(request))
     if not await request.body():
