@@ -1,9 +1,10 @@
-"""What pre-ping costs per pooled-connection checkout on PostgreSQL (docs/benchmarks.md).
+"""What checking pooled PostgreSQL connections costs per checkout (docs/benchmarks.md).
 
-The service's own engine (`make_engine`) with `pre_ping` off and on, interleaved rounds in one
-process: each operation checks a connection out and runs the statement a cache-missing
-`view/read` runs (one scope's rows), at concurrency 1 and 16. Reports the median time per
-operation per setting and the difference.
+Three engines made like the service's (`make_engine`), interleaved rounds in one process: no
+check at all (the closed-connection listener removed), the default (that listener: is the
+socket closed?), and `pre_ping` (a round trip per checkout). Each operation checks a connection
+out and runs a one-row indexed lookup, at concurrency 1 and 16. Reports the median time per
+operation of each and the differences.
 
     .venv/bin/python bench/preping.py [--pg-url postgresql://postgres@127.0.0.1:5432/postgres]
 """
@@ -35,19 +36,21 @@ async def _round(engine, concurrency: int, ops: int) -> float:
 
 async def main(args) -> None:
     url = args.pg_url.replace("postgresql://", "postgresql+asyncpg://", 1)
-    engines = {flag: make_engine(url, 16, pre_ping=flag) for flag in (False, True)}
+    engines = {"none": make_engine(url, 16), "closed-check": make_engine(url, 16),
+               "pre-ping": make_engine(url, 16, pre_ping=True)}
+    engines["none"].sync_engine.pool.dispatch.checkout.clear()  # the listener make_engine added
     try:
         for concurrency in (1, 16):
-            times = {False: [], True: []}
-            for flag, engine in engines.items():  # warm the pools
+            times = {name: [] for name in engines}
+            for engine in engines.values():  # warm the pools
                 await _round(engine, concurrency, 200)
             for _ in range(args.rounds):
-                for flag, engine in engines.items():
-                    times[flag].append(await _round(engine, concurrency, args.ops))
-            off, on = med(times[False]), med(times[True])
-            print(f"concurrency {concurrency:>2}: pre-ping off {off:7.1f} µs/op, on {on:7.1f} µs/op, "
-                  f"+{on - off:.1f} µs ({on / off:.2f}x); rounds off {[round(x) for x in times[False]]} "
-                  f"on {[round(x) for x in times[True]]}")
+                for name, engine in engines.items():
+                    times[name].append(await _round(engine, concurrency, args.ops))
+            base = med(times["none"])
+            print(f"concurrency {concurrency:>2}: " + "; ".join(
+                f"{name} {med(t):.1f} µs/op ({med(t) - base:+.1f}, {med(t) / base:.2f}x) rounds {[round(x) for x in t]}"
+                for name, t in times.items()))
     finally:
         for engine in engines.values():
             await engine.dispose()

@@ -22,10 +22,11 @@ def own_pg():
 
 
 @pytest.fixture
-async def served(own_pg, redis_server, tmp_path):
+async def served(request, own_pg, redis_server, tmp_path):
     dsn = create_database(own_pg.admin_dsn)
     port = free_port()
     env = _env(VIEWER_DATABASE_URL=dsn, VIEWER_REDIS_URL=redis_server.url,
+               VIEWER_DB_PRE_PING=getattr(request, "param", "false"),
                VIEWER_REDIS_PREFIX=f"vt-restart-{random.getrandbits(32):x}:")
     log = open(tmp_path / "serve.log", "w+b")
     proc = subprocess.Popen([BIN, "serve", "--port", str(port), "--migrate"], env=env, cwd=tmp_path,
@@ -87,6 +88,7 @@ async def test_restart_under_load_is_503_never_500(own_pg, served):
     assert b"INTERNAL_ERROR" not in log.read() and b"unexpected error" not in log.read()
 
 
+@pytest.mark.parametrize("served", ["false", "true"], indirect=True, ids=["closed-check", "pre-ping"])
 async def test_first_request_after_a_restart_succeeds(own_pg, served):
     base, _ = served
     run = random.getrandbits(32)
