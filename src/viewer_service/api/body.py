@@ -14,6 +14,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import from_json
 
+from .openapi import make_truthful
 from .schemas import Id
 
 M = TypeVar("M", bound=BaseModel)
@@ -93,7 +94,8 @@ def install_openapi(app: FastAPI) -> None:
                 js = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 components.update(js.pop("$defs", {}))
                 components[model.__name__] = js
-            app.openapi_schema = schema
+            served = getattr(app.state, "app", None)  # its settings, once started
+            app.openapi_schema = make_truthful(schema, _id.json_schema(), served.settings.auth if served else "none")
         return app.openapi_schema
 
     app.openapi = openapi

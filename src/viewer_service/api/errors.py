@@ -7,6 +7,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from ..adapters.db.engine import is_unavailable
 from ..domain.errors import DomainError
@@ -93,6 +94,14 @@ def _code(err_type: str) -> str:
     return "INVALID_VALUE"
 
 
+def _allowed(request: Request) -> list[str]:
+    methods = set()
+    for route in request.app.router.routes:
+        if getattr(route, "methods", None) and route.matches(request.scope)[0] != Match.NONE:
+            methods |= route.methods
+    return sorted(methods)
+
+
 def _unavailable_response(request: Request):
     return error(api_id(request), 503, "SERVICE_UNAVAILABLE", "the database is unavailable; retry later",
                  None, msgid(request))
@@ -132,7 +141,9 @@ def install(app: FastAPI) -> None:
     async def _http(request: Request, exc: HTTPException):
         code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "HTTP_ERROR")
         response = error(api_id(request), exc.status_code, code, str(exc.detail), None, msgid(request))
-        response.headers.update(exc.headers or {})  # 405 names the allowed methods in Allow
+        response.headers.update(exc.headers or {})
+        if exc.status_code == 405:  # every method of the path, not just the first route's
+            response.headers["Allow"] = ", ".join(_allowed(request))
         return response
 
     app.add_middleware(Failsafe)

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import orjson
@@ -23,8 +23,24 @@ def _json_number(v: Any) -> Any:
     return v
 
 
-Int = Annotated[int, BeforeValidator(_json_number)]
-Float = Annotated[float, BeforeValidator(_json_number)]
+def number(kind: type, **limits) -> Any:
+    """A JSON number field; limits go before the check so the JSON schema shows them."""
+    return Annotated[kind, Field(**limits), BeforeValidator(_json_number)]
+
+
+Int = number(int)
+Float = number(float)
+
+
+def _text(v: Any) -> Any:
+    # A number is epoch milliseconds (the Int branch); pydantic would also read one as seconds.
+    if not isinstance(v, str):
+        raise PydanticCustomError("datetime_type", "a time is epoch milliseconds or an ISO-8601 string")
+    return v
+
+
+IsoDateTime = Annotated[datetime, BeforeValidator(_text)]
+IsoDate = Annotated[date, BeforeValidator(_text)]
 
 
 class Params(BaseModel):
@@ -60,7 +76,7 @@ class ViewKeys(_Body):
     contextId: Id | None = None
     # The client's time of the event, epoch ms (or ISO-8601). Offline clients sync late;
     # this, not arrival, orders their events.
-    ts: Int | datetime | None = Field(default=None, description="client time, epoch milliseconds")
+    ts: Int | IsoDateTime | None = Field(default=None, description="client time, epoch milliseconds")
 
     @field_validator("ts")
     @classmethod
@@ -84,8 +100,8 @@ class StartBody(ViewKeys):
 class UpdateBody(ViewKeys):
     progressDetails: dict[str, Any] | None = Field(
         default=None, validation_alias=AliasChoices("progressDetails", "progressdetails"))
-    progress: Int | None = Field(default=None, ge=0, le=100)
-    timespent: Float | None = Field(default=None, ge=0, description="seconds spent since the last update")
+    progress: number(int, ge=0, le=100) | None = None
+    timespent: number(float, ge=0) | None = Field(default=None, description="seconds spent since the last update")
 
     _check_details = field_validator("progressDetails")(classmethod(lambda cls, v: _details(v)))
 
@@ -93,7 +109,7 @@ class UpdateBody(ViewKeys):
 class EndBody(ViewKeys):
     progressDetails: dict[str, Any] | None = Field(
         default=None, validation_alias=AliasChoices("progressDetails", "progressdetails"))
-    timespent: Float | None = Field(default=None, ge=0)
+    timespent: number(float, ge=0) | None = None
 
     _check_details = field_validator("progressDetails")(classmethod(lambda cls, v: _details(v)))
 

@@ -10,7 +10,7 @@ from .body import documented, parse, path_id
 from .enrolments import _msgid, scope_of
 from .envelope import envelope
 from .errors import msgid
-from .progress_schemas import ScopeRequest
+from .progress_schemas import EraseRequest, ScopeRequest
 
 router = APIRouter(prefix="/v1/summary", tags=["summaries"])
 
@@ -45,7 +45,7 @@ def _erase_all(request: Request) -> bool:
     return True
 
 
-@router.delete("/delete/{userId}", openapi_extra=documented(ScopeRequest),
+@router.delete("/delete/{userId}", openapi_extra=documented(EraseRequest),
                summary="Erase a learner's data: all enrolments (?all) or the one named in the body")
 async def summary_delete(request: Request, userId: str):
     app = request.app.state.app
@@ -57,7 +57,7 @@ async def summary_delete(request: Request, userId: str):
         return envelope("api.summary.delete", {"erased": counts}, msgid=msgid(request))
     if not await request.body():
         raise DomainError("name the enrolment to erase in the body, or erase all with ?all", "request.collectionId")
-    body = await parse(request, ScopeRequest)
+    body = await parse(request, EraseRequest)
     b = body.request
     if b.userId is not None and b.userId != user:
         raise DomainError("the body's userId differs from the path's", "request.userId")
