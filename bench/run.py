@@ -524,12 +524,12 @@ def run_config(args, stack: str, workers: int, outdir: Path, wrk_exe: str,
         res.memory.append(("seeded", server.memory()))
 
         if args.warmup > 0:
-            for phase in PHASES:
+            for phase in args.phases:
                 wrk.run(phase, server, args.warmup, common + [f"seed={args.seed + 999}", f"tag=w{secrets.token_hex(3)}"])
             res.memory.append(("warmed up", server.memory()))
 
         for rep in range(args.repeats):
-            for phase in PHASES:
+            for phase in args.phases:
                 if not server.alive():
                     raise BenchError(f"server died; log {log_path}:\n{tail(log_path)}")
                 extra = [f"seed={args.seed * 100 + rep}", f"tag=r{rep}x{secrets.token_hex(3)}"]
@@ -841,6 +841,7 @@ def parse_args(argv=None):
                    help="short run: 5 s phases, 1 repeat, 2,000 learners, 1 s warm-up (explicit flags win)")
     p.add_argument("--stacks", default="embedded,postgres", help="comma list of embedded, postgres")
     p.add_argument("--workers", default="1", help="comma list of worker counts, e.g. 1,2 (>1: postgres only)")
+    p.add_argument("--phases", default=",".join(PHASES), help="comma list of phases to run, in this order (all)")
     p.add_argument("--threads", "-t", type=int, default=1, help="wrk threads")
     p.add_argument("--connections", "-c", type=int, default=64, help="wrk connections")
     p.add_argument("--duration", "-d", type=int, default=None, help="seconds per measured phase (15)")
@@ -860,13 +861,21 @@ def parse_args(argv=None):
     p.add_argument("--diag", action="store_true",
                    help="count every response by endpoint and status in Lua (costs client CPU; for debugging)")
     p.add_argument("--out", default=str(RESULTS), help="directory for the report, JSON and logs")
+    p.add_argument("--server-env", action="append", default=[], metavar="VIEWER_X=VALUE",
+                   help="an environment variable for the server (repeatable), e.g. VIEWER_METRICS=false")
     a = p.parse_args(argv)
+    for kv in a.server_env:
+        if "=" not in kv:
+            p.error(f"--server-env needs NAME=VALUE, got {kv!r}")
     q = a.quick
     a.duration = a.duration if a.duration is not None else (5 if q else 15)
     a.repeats = a.repeats if a.repeats is not None else (1 if q else 3)
     a.warmup = a.warmup if a.warmup is not None else (1 if q else 2)
     a.learners = a.learners if a.learners is not None else (2000 if q else 20000)
     a.stacks = [s.strip() for s in a.stacks.split(",") if s.strip()]
+    a.phases = [s.strip() for s in a.phases.split(",") if s.strip()]
+    if set(a.phases) - set(PHASES):
+        p.error(f"unknown phase in {a.phases} ({', '.join(PHASES)})")
     a.workers = [int(w) for w in a.workers.split(",") if w.strip()]
     for s in a.stacks:
         if s not in STACK_LABEL:

@@ -36,6 +36,9 @@ __all__ = [
     "drop_database",
     "find_pg_bindir",
     "free_port",
+    "off_loop",
+    "describe_servers",
+    "pg_choice",
     "pg_execute",
     "start_postgres",
 ]
@@ -109,14 +112,20 @@ def _port_open(port: int, host: str = "127.0.0.1") -> bool:
         return False
 
 
-def _run_async(coro):
-    """Run a coroutine to completion, also when called from inside a running event loop."""
+def off_loop(fn, *args, **kwargs):
+    """Call a blocking `fn` that may run its own event loop (asyncio.run), also from inside a
+    running loop (e.g. a session fixture first requested by an async test): then in a thread."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(coro)
+        return fn(*args, **kwargs)
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()
+        return pool.submit(fn, *args, **kwargs).result()
+
+
+def _run_async(coro):
+    """Run a coroutine to completion, also when called from inside a running event loop."""
+    return off_loop(asyncio.run, coro)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -224,6 +233,50 @@ def _run_as_user() -> str | None:
     raise ServerError("running as root and no 'postgres' (or 'nobody') OS user to run PostgreSQL as")
 
 
+def _force_throwaway() -> bool:
+    return os.environ.get("VIEWER_TEST_PG_FORCE_THROWAWAY", "") not in ("", "0")
+
+
+def pg_choice(force_throwaway: bool | None = None) -> tuple[str, str | None]:
+    """Which PostgreSQL a `PostgresServer` uses: ("env", dsn), ("existing", dsn) or ("throwaway", None)."""
+    if force_throwaway is None:
+        force_throwaway = _force_throwaway()
+    env_dsn = os.environ.get("VIEWER_TEST_PG_DSN")
+    if env_dsn:
+        return "env", env_dsn
+    if not force_throwaway and _pg_answers(DEFAULT_PG_DSN):
+        return "existing", DEFAULT_PG_DSN
+    return "throwaway", None
+
+
+def _safe_dsn(dsn: str) -> str:
+    parts = urlsplit(dsn)
+    if parts.password:
+        parts = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@"))
+    return urlunsplit(parts)
+
+
+def describe_servers() -> list[str]:
+    """One line each for the PostgreSQL and the Redis a test run uses (printed by the test command)."""
+    kind, dsn = pg_choice()
+    if kind == "env":
+        pg = f"the one in VIEWER_TEST_PG_DSN ({_safe_dsn(dsn)})"
+    elif kind == "existing":
+        pg = (f"the existing server at {urlsplit(dsn).netloc.split('@')[-1]} "
+              "(VIEWER_TEST_PG_FORCE_THROWAWAY=1 starts a throwaway cluster instead)")
+    elif find_pg_bindir():
+        why = "VIEWER_TEST_PG_FORCE_THROWAWAY is set" if _force_throwaway() else "nothing answers on 127.0.0.1:5432"
+        pg = (f"a throwaway cluster ({why}; initdb from {find_pg_bindir()}), "
+              "started on first use, deleted at the end")
+    else:
+        pg = "none: nothing answers on 127.0.0.1:5432 and no initdb was found; PostgreSQL tests will fail"
+    binary = os.environ.get("VIEWER_TEST_REDIS_SERVER") or shutil.which("redis-server")
+    redis = (f"a throwaway redis-server ({binary}) on a free port, one per test process" if binary else
+             "no redis-server found: Redis tests will fail")
+    return [f"PostgreSQL: {pg}; each test process works in its own new database",
+            f"Redis: {redis}"]
+
+
 class PostgresServer:
     """Context manager exposing `.admin_dsn` (a superuser DSN to the `postgres` database).
 
@@ -231,7 +284,7 @@ class PostgresServer:
 
     def __init__(self, *, force_throwaway: bool | None = None, start_timeout: float = 60.0):
         if force_throwaway is None:
-            force_throwaway = os.environ.get("VIEWER_TEST_PG_FORCE_THROWAWAY", "") not in ("", "0")
+            force_throwaway = _force_throwaway()
         self.force_throwaway = force_throwaway
         self.start_timeout = start_timeout
         self.admin_dsn: str | None = None
@@ -246,13 +299,11 @@ class PostgresServer:
     def start(self) -> "PostgresServer":
         if self.admin_dsn:
             return self
-        env_dsn = os.environ.get("VIEWER_TEST_PG_DSN")
-        if env_dsn:
-            self.admin_dsn = env_dsn
-        elif not self.force_throwaway and _pg_answers(DEFAULT_PG_DSN):
-            self.admin_dsn = DEFAULT_PG_DSN
-        else:
+        kind, dsn = pg_choice(self.force_throwaway)
+        if kind == "throwaway":
             self._start_cluster()
+        else:
+            self.admin_dsn = dsn
         return self
 
     def stop(self) -> None:

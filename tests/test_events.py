@@ -306,8 +306,7 @@ async def test_a_dispatcher_that_died_after_publishing_causes_no_duplicate(engin
 
     # Within the lease nobody else takes them.
     other = OutboxDispatcher(engine, sunk.sink, worker_id="next", clock=lambda: t0 + LEASE - 1)
-    while await other.run_once():
-        pass
+    await _drain(other)
     assert len(await _pending(engine, users)) == len(expected)
 
     # After it, the next dispatcher re-delivers: the sink drops what the dead one wrote.

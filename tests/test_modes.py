@@ -17,14 +17,16 @@ import pytest
 from helpers import now_ms
 from progress_helpers import events_for, post, put_collection, queue_empty, stored_enrolment, summary
 from servers import create_database, drop_database
-from viewer_service.adapters.db.migrate import upgrade
-from conftest import wait_until
+from conftest import migrate, wait_until
 
 DAY = 86_400_000
 MONTH, THREE_MONTHS = 30 * DAY, 91 * DAY
 SDA, DDA, TDA = "single-digit-addition", "double-digit-addition", "triple-digit-addition"
 C1, C2 = "class-1-maths", "class-2-maths"
 SEED_RULE = {"windowDays": 90, "withinContextDates": True}
+# The copy tables run with no worker: every row must hold from the writes' own transactions,
+# with no waiting between a write and the read (issue 12).
+NO_WORKER = pytest.mark.settings(worker_in_serve=False)
 
 
 # -- instances in content and collection mode: each has its own database -----------------------
@@ -42,7 +44,7 @@ def mode_databases(tmp_path_factory, request):
                 dsn = create_database(admin[0])
                 dropped.append(dsn)
                 url = dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
-            upgrade(url)
+            migrate(url)
             made[(backend, mode)] = url
         return made[(backend, mode)]
 
@@ -309,6 +311,7 @@ def t0() -> int:
     return now_ms() - 300 * DAY
 
 
+@NO_WORKER
 async def test_copy_content_entry_in_db(client, rahul, t0):
     b1 = await copy_story(client, rahul, "copy-content", t0)
     assert await opens(client, rahul, SDA) == COMPLETE
@@ -321,11 +324,13 @@ async def test_copy_content_entry_in_db(client, rahul, t0):
     assert await opens(client, rahul, TDA, C1, b1) == NOT_STARTED
 
 
+@NO_WORKER
 async def test_copy_content_1_in_course_while_batch_active(client, rahul, t0):
     b1 = await copy_story(client, rahul, "copy-content", t0)
     assert await opens(client, rahul, SDA, C1, b1) == COMPLETE
 
 
+@NO_WORKER
 async def test_copy_content_2_after_search(client, rahul, t0):
     await copy_story(client, rahul, "copy-content", t0)
     assert await opens(client, rahul, SDA) == COMPLETE
@@ -333,6 +338,7 @@ async def test_copy_content_2_after_search(client, rahul, t0):
 
 @pytest.mark.parametrize("after, expected", [(MONTH, COMPLETE), (THREE_MONTHS, NOT_STARTED)],
                          ids=["3-after-1-month", "4-after-3-months"])
+@NO_WORKER
 async def test_copy_content_3_4_rejoined_batch_2(client, rahul, t0, after, expected):
     b1 = await copy_story(client, rahul, "copy-content", t0)
     rejoin = t0 + after  # batch-1 ended at t0 + 20 days
@@ -342,16 +348,28 @@ async def test_copy_content_3_4_rejoined_batch_2(client, rahul, t0, after, expec
     assert await opens(client, rahul, SDA, C1, f"{b1}-2") == expected
 
 
+@NO_WORKER
 async def test_copy_content_5_course_content_after_search(client, rahul, t0):
     await copy_story(client, rahul, "copy-content", t0)
     assert await opens(client, rahul, DDA) == NOT_STARTED
 
 
-async def test_copy_content_6_organic_completion_while_enrolled(client, app, rahul, t0):
+@NO_WORKER
+async def test_copy_content_6_organic_completion_while_enrolled(client, rahul, t0):
+    b1 = await copy_story(client, rahul, "copy-content", t0)
+    assert await opens(client, rahul, TDA, C1, b1) == NOT_STARTED  # and now in the cache
+    await complete(client, rahul, TDA, ts=t0 + 5 * DAY)
+    carried = await status(client, rahul, TDA, C1, b1, fields=["provenance"])  # at once: no worker runs
+    assert carried["status"] == COMPLETE and carried["lastCompletedTime"] == t0 + 5 * DAY
+    p = carried["provenance"]
+    assert (p["mode"], p["trigger"], p["from"]) == ("copy-content", "completion", {"collectionId": TDA, "contextId": TDA})
+
+
+async def test_copy_content_6_the_enrolment_completes_through_the_worker(client, app, rahul, t0):
     b1 = await copy_story(client, rahul, "copy-content", t0)
     await complete(client, rahul, TDA, ts=t0 + 5 * DAY)
-    assert await wait_until(lambda: _opens_as(client, rahul, TDA, C1, b1, COMPLETE))
     assert await wait_until(lambda: _enrolment_status(app, rahul, C1, b1, COMPLETE))
+    assert await wait_until(lambda: _events(app, rahul, C1, 1))  # one completion event, not one per carry
 
 
 async def _opens_as(client, user, content, collection, ctx, expected) -> bool:
@@ -360,6 +378,7 @@ async def _opens_as(client, user, content, collection, ctx, expected) -> bool:
 
 # -- Copy collection mode ---------------------------------------------------------------------
 
+@NO_WORKER
 async def test_copy_collection_entry_in_db(client, rahul, t0):
     b1 = await copy_story(client, rahul, "copy-collection", t0, also_c2=True)
     assert await opens(client, rahul, SDA) == COMPLETE
@@ -372,11 +391,13 @@ async def test_copy_collection_entry_in_db(client, rahul, t0):
     assert copied["provenance"]["from"] == {"collectionId": C1, "contextId": b1}
 
 
+@NO_WORKER
 async def test_copy_collection_1_organic_content_in_course(client, rahul, t0):
     b1 = await copy_story(client, rahul, "copy-collection", t0, also_c2=True)
     assert await opens(client, rahul, SDA, C1, b1) == NOT_STARTED
 
 
+@NO_WORKER
 async def test_copy_collection_2_after_search(client, rahul, t0):
     await copy_story(client, rahul, "copy-collection", t0, also_c2=True)
     assert await opens(client, rahul, SDA) == COMPLETE
@@ -384,6 +405,7 @@ async def test_copy_collection_2_after_search(client, rahul, t0):
 
 @pytest.mark.parametrize("after, expected", [(MONTH, COMPLETE), (THREE_MONTHS, NOT_STARTED)],
                          ids=["3-after-1-month", "4-after-3-months"])
+@NO_WORKER
 async def test_copy_collection_3_4_rejoined_batch_2(client, rahul, t0, after, expected):
     b1 = await copy_story(client, rahul, "copy-collection", t0, also_c2=True)
     rejoin = t0 + 2 * DAY + after  # after double-digit-addition was completed in batch-1
@@ -393,17 +415,41 @@ async def test_copy_collection_3_4_rejoined_batch_2(client, rahul, t0, after, ex
     assert await opens(client, rahul, DDA, C1, f"{b1}-2") == expected
 
 
+@NO_WORKER
 async def test_copy_collection_5_course_content_after_search(client, rahul, t0):
     await copy_story(client, rahul, "copy-collection", t0, also_c2=True)
     assert await opens(client, rahul, DDA) == NOT_STARTED
 
 
+@NO_WORKER
 async def test_copy_collection_6_organic_completion_while_enrolled(client, rahul, t0):
     b1 = await copy_story(client, rahul, "copy-collection", t0, also_c2=True)
+    assert await opens(client, rahul, TDA, C1, b1) == NOT_STARTED  # and now in the cache
     await complete(client, rahul, TDA, ts=t0 + 5 * DAY)
-    assert await wait_until(lambda: _opens_as(client, rahul, TDA, C1, b1, COMPLETE))
+    carried = await status(client, rahul, TDA, C1, b1, fields=["provenance"])  # at once: no worker runs
+    assert carried["status"] == COMPLETE
+    assert (carried["provenance"]["trigger"], carried["provenance"]["from"]) == \
+        ("completion", {"collectionId": TDA, "contextId": TDA})
+    assert await opens(client, rahul, TDA, C2, b1) == NOT_STARTED  # class-2-maths does not have it
 
 
+@NO_WORKER
+async def test_copy_collection_a_completion_in_one_course_reaches_the_other_at_once(client, rahul, t0):
+    """Not only organic: completing dda in class-1-maths copies it into class-2-maths, enrolled
+    earlier, in the same transaction (docs/modes.md)."""
+    await put_collection(client, C1, leafNodes=[SDA, DDA])
+    await put_collection(client, C2, leafNodes=[SDA, DDA])
+    b1 = f"{rahul}-batch-1"
+    await context(client, b1, [C1, C2], carry={"mode": "copy-collection"})
+    await enrol(client, rahul, C1, b1, t0)
+    await enrol(client, rahul, C2, b1, t0)
+    await complete(client, rahul, DDA, C1, b1, ts=t0 + DAY)
+    p = (await status(client, rahul, DDA, C2, b1, fields=["provenance"]))["provenance"]
+    assert p["from"] == {"collectionId": C1, "contextId": b1} and p["trigger"] == "completion"
+    assert await opens(client, rahul, SDA, C2, b1) == NOT_STARTED
+
+
+@NO_WORKER
 async def test_copy_collection_7_in_the_other_course(client, rahul, t0):
     b1 = await copy_story(client, rahul, "copy-collection", t0, also_c2=True)
     assert await opens(client, rahul, DDA, C2, b1) == COMPLETE
@@ -484,20 +530,20 @@ async def test_scores_come_with_carried_status_and_say_so(client, rahul, t0):
 
 
 async def test_carried_completion_completes_the_enrolment_once(client, app, rahul, t0):
-    await put_collection(client, "course-e", leafNodes=["a", "b"])
+    await put_collection(client, "course-mode-e", leafNodes=["a", "b"])
     await complete(client, rahul, "a", ts=t0)
     await complete(client, rahul, "b", ts=t0 + 1)
-    await context(client, f"{rahul}-b", ["course-e"], carry={"mode": "copy-content"})
+    await context(client, f"{rahul}-b", ["course-mode-e"], carry={"mode": "copy-content"})
     enrolled = t0 + 10 * DAY
-    await enrol(client, rahul, "course-e", f"{rahul}-b", enrolled)
-    s = await summary(client, rahul, "course-e", f"{rahul}-b")
+    await enrol(client, rahul, "course-mode-e", f"{rahul}-b", enrolled)
+    s = await summary(client, rahul, "course-mode-e", f"{rahul}-b")
     assert (s["status"], s["progress"], s["completedOn"]) == (2, 100, enrolled)  # not before it began
-    assert await wait_until(lambda: _enrolment_status(app, rahul, "course-e", f"{rahul}-b", COMPLETE))
-    await enrol(client, rahul, "course-e", f"{rahul}-b", enrolled)  # idempotent: nothing more happens
+    assert await wait_until(lambda: _enrolment_status(app, rahul, "course-mode-e", f"{rahul}-b", COMPLETE))
+    await enrol(client, rahul, "course-mode-e", f"{rahul}-b", enrolled)  # idempotent: nothing more happens
     await complete(client, rahul, "a", ts=t0 + 2)  # a later view of a source changes nothing either
     assert await wait_until(lambda: queue_empty(app, rahul))
-    assert await wait_until(lambda: _events(app, rahul, "course-e", 1))
-    assert (await stored_enrolment(app, rahul, "course-e", f"{rahul}-b")).completed_on == enrolled
+    assert await wait_until(lambda: _events(app, rahul, "course-mode-e", 1))
+    assert (await stored_enrolment(app, rahul, "course-mode-e", f"{rahul}-b")).completed_on == enrolled
 
 
 async def _events(app, user, collection, n) -> bool:
@@ -521,46 +567,84 @@ async def test_instance_default_applies_to_contexts_without_their_own_rule(clien
     assert await opens(client, rahul, "a", "course-d", late) == NOT_STARTED
 
 
-async def test_completions_racing_an_enrolment_are_all_carried(client, app, rahul, t0):
-    """Whichever commits first, every qualifying completion ends up copied (services/carry.py)."""
-    leaves = [f"c{i}" for i in range(12)]
+@NO_WORKER
+async def test_completions_racing_enrolments_are_carried_once_and_at_once(client, app, rahul, t0):
+    """Completions and enrolments of one learner, concurrently, round after round, with no worker:
+    once all have answered, every completion is in every enrolment, exactly once, with provenance
+    (an enrolment's pull and a completion's are serialised per learner: services/carry.py)."""
+    leaves = [f"c{i}" for i in range(6)]
     await put_collection(client, "course-r", leafNodes=leaves)
-    await context(client, f"{rahul}-b", ["course-r"], carry={"mode": "copy-content"})
+    for n in range(10):
+        user = f"{rahul}-{n}"
+        ctxs = [f"{user}-b{i}" for i in range(2)]
+        for ctx in ctxs:
+            await context(client, ctx, ["course-r"], carry={"mode": "copy-content"})
+        enrolled = await asyncio.gather(*(enrol(client, user, "course-r", ctx, t0) for ctx in ctxs),
+                                        *(complete(client, user, c, ts=t0 + DAY) for c in leaves))
+        for ctx, result in zip(ctxs, enrolled):
+            read = {c: await status(client, user, c, "course-r", ctx, fields=["provenance"]) for c in leaves}
+            assert {c: r["status"] for c, r in read.items()} == dict.fromkeys(leaves, COMPLETE), (n, ctx)
+            by_trigger = {c: r["provenance"]["trigger"] for c, r in read.items()}
+            # What the enrolment carried it lists; the rest the completions carried: none twice.
+            assert sorted(result["carried"]) == sorted(c for c, t in by_trigger.items() if t == "enrol"), (n, ctx)
+            assert set(by_trigger.values()) <= {"enrol", "completion"}
+            assert all(r["provenance"]["from"] == {"collectionId": c, "contextId": c} for c, r in read.items())
+            rows = await _stored_rows(app, user, "course-r", ctx)
+            assert sorted(r.content_id for r in rows) == leaves  # one row per content
+            assert all(r.carried_from is not None and r.view_count == 0 for r in rows)
+
+
+async def _stored_rows(app, user, collection, ctx):
+    import sqlalchemy as sa
+
+    from viewer_service.adapters.db.tables import user_content_consumption as ucc
+
+    async with app.state.app.views.reader.connect() as conn:
+        return (await conn.execute(sa.select(ucc).where(ucc.c.user_id == user, ucc.c.collection_id == collection,
+                                                        ucc.c.context_id == ctx))).all()
+
+
+async def test_completions_racing_an_enrolment_complete_it(client, app, rahul, t0):
+    """With the worker: the enrolment completes, once."""
+    leaves = [f"c{i}" for i in range(12)]
+    await put_collection(client, "course-mode-r", leafNodes=leaves)
+    await context(client, f"{rahul}-b", ["course-mode-r"], carry={"mode": "copy-content"})
     ts = now_ms() - 60_000
-    await asyncio.gather(enrol(client, rahul, "course-r", f"{rahul}-b", ts - 1),
+    await asyncio.gather(enrol(client, rahul, "course-mode-r", f"{rahul}-b", ts - 1),
                          *(complete(client, rahul, c, ts=ts) for c in leaves))
-    assert await wait_until(lambda: _enrolment_status(app, rahul, "course-r", f"{rahul}-b", COMPLETE))
-    s = await summary(client, rahul, "course-r", f"{rahul}-b")
+    assert await wait_until(lambda: _enrolment_status(app, rahul, "course-mode-r", f"{rahul}-b", COMPLETE))
+    s = await summary(client, rahul, "course-mode-r", f"{rahul}-b")
     assert s["contentOrigin"] == {c: "carried" for c in leaves} and s["progress"] == 100
+    assert await wait_until(lambda: _events(app, rahul, "course-mode-r", 1))
 
 
 async def test_move_keeps_a_completed_enrolment_and_copies_from_it(client, app, rahul):
     t = now_ms() - 20 * DAY
-    await put_collection(client, "course-m", leafNodes=["a"])
-    await context(client, f"{rahul}-b1", ["course-m"])
-    await context(client, f"{rahul}-p1", ["course-m"], carry={"mode": "move"})
-    await enrol(client, rahul, "course-m", f"{rahul}-b1", t)
-    await complete(client, rahul, "a", "course-m", f"{rahul}-b1", ts=t + 1)
-    assert await wait_until(lambda: _enrolment_status(app, rahul, "course-m", f"{rahul}-b1", COMPLETE))
-    result = await enrol(client, rahul, "course-m", f"{rahul}-p1", t + DAY)
+    await put_collection(client, "course-mode-m", leafNodes=["a"])
+    await context(client, f"{rahul}-b1", ["course-mode-m"])
+    await context(client, f"{rahul}-p1", ["course-mode-m"], carry={"mode": "move"})
+    await enrol(client, rahul, "course-mode-m", f"{rahul}-b1", t)
+    await complete(client, rahul, "a", "course-mode-m", f"{rahul}-b1", ts=t + 1)
+    assert await wait_until(lambda: _enrolment_status(app, rahul, "course-mode-m", f"{rahul}-b1", COMPLETE))
+    result = await enrol(client, rahul, "course-mode-m", f"{rahul}-p1", t + DAY)
     assert result["movedFrom"] == [] and result["carried"] == ["a"]
-    assert await opens(client, rahul, "a", "course-m", f"{rahul}-b1") == COMPLETE  # still there
-    p = (await status(client, rahul, "a", "course-m", f"{rahul}-p1", fields=["provenance"]))["provenance"]
+    assert await opens(client, rahul, "a", "course-mode-m", f"{rahul}-b1") == COMPLETE  # still there
+    p = (await status(client, rahul, "a", "course-mode-m", f"{rahul}-p1", fields=["provenance"]))["provenance"]
     assert p["mode"] == "move" and p["sourceKept"] is True
-    assert (await stored_enrolment(app, rahul, "course-m", f"{rahul}-b1")).active
+    assert (await stored_enrolment(app, rahul, "course-mode-m", f"{rahul}-b1")).active
 
 
 async def test_move_leaves_an_ended_batch_alone(client, app, rahul):
     t = now_ms() - 100 * DAY
-    await put_collection(client, "course-x", leafNodes=["a", "b"])
-    await context(client, f"{rahul}-b1", ["course-x"], start=t, end=t + 30 * DAY)
-    await context(client, f"{rahul}-p1", ["course-x"], carry={"mode": "move"})
-    await enrol(client, rahul, "course-x", f"{rahul}-b1", t)
-    await complete(client, rahul, "a", "course-x", f"{rahul}-b1", ts=t + 1)
-    result = await enrol(client, rahul, "course-x", f"{rahul}-p1", t + 60 * DAY)
+    await put_collection(client, "course-mode-x", leafNodes=["a", "b"])
+    await context(client, f"{rahul}-b1", ["course-mode-x"], start=t, end=t + 30 * DAY)
+    await context(client, f"{rahul}-p1", ["course-mode-x"], carry={"mode": "move"})
+    await enrol(client, rahul, "course-mode-x", f"{rahul}-b1", t)
+    await complete(client, rahul, "a", "course-mode-x", f"{rahul}-b1", ts=t + 1)
+    result = await enrol(client, rahul, "course-mode-x", f"{rahul}-p1", t + 60 * DAY)
     assert result["movedFrom"] == [] and result["carried"] == []
-    assert await opens(client, rahul, "a", "course-x", f"{rahul}-b1") == COMPLETE
-    assert await opens(client, rahul, "a", "course-x", f"{rahul}-p1") == NOT_STARTED
+    assert await opens(client, rahul, "a", "course-mode-x", f"{rahul}-b1") == COMPLETE
+    assert await opens(client, rahul, "a", "course-mode-x", f"{rahul}-p1") == NOT_STARTED
 
 
 async def test_moved_summary_explains_where_progress_went(client, move_story):
@@ -610,18 +694,20 @@ async def test_rejoining_a_moved_from_batch_starts_it_afresh(client, app, move_s
 @pytest.mark.settings(worker_in_serve=False)
 async def test_a_separate_worker_process_carries_and_the_serving_cache_shows_it(
         client, app, rahul, pg_url, redis_server, settings, shared_cache, t0):
-    """Continuous copy by a `viewer-service worker` process: the serving process's cache must show
-    the carried row, whether the worker updates the shared cache itself or, without Redis, leaves
-    repair marks for the serving process."""
+    """Continuous copy by a `viewer-service worker` process, the safety net for what a write could
+    not carry: here a content the learner completed while enrolled, added to the course later. The
+    serving process's cache must show the carried row, whether the worker updates the shared cache
+    itself or, without Redis, leaves repair marks for the serving process."""
     import subprocess
 
     from test_cli import BIN, _env
 
-    await put_collection(client, "course-w", leafNodes=["a", "b"])
+    await put_collection(client, "course-w", leafNodes=["b"])
     await context(client, f"{rahul}-b", ["course-w"], carry={"mode": "copy-content"})
     await enrol(client, rahul, "course-w", f"{rahul}-b", t0)
+    await complete(client, rahul, "a", ts=t0 + DAY)  # organic, while enrolled: not in the course yet
+    await put_collection(client, "course-w", leafNodes=["a", "b"])
     assert await opens(client, rahul, "a", "course-w", f"{rahul}-b") == NOT_STARTED  # now cached
-    await complete(client, rahul, "a", ts=t0 + DAY)  # organic, while enrolled
     env = _env(VIEWER_DATABASE_URL=pg_url, VIEWER_EVENT_SINK="none", VIEWER_WORKER_POLL_SECONDS="0.05")
     if shared_cache:
         env.update(VIEWER_REDIS_URL=redis_server.url, VIEWER_REDIS_PREFIX=settings.redis_prefix)
@@ -635,3 +721,56 @@ async def test_a_separate_worker_process_carries_and_the_serving_cache_shows_it(
     assert b"Traceback" not in err, err.decode()[-2000:]
     p = (await status(client, rahul, "a", "course-w", f"{rahul}-b", fields=["provenance"]))["provenance"]
     assert (p["mode"], p["trigger"]) == ("copy-content", "completion")
+
+
+@NO_WORKER  # only the requests' own statements are counted
+async def test_only_a_completing_write_looks_for_carry_targets(client, app, rahul):
+    """Plain updates cost nothing extra: the learner's enrolments are read only by a write that
+    completes a content, and once per write batch."""
+    from sqlalchemy import event
+
+    seen: list[str] = []
+    engine = app.state.app.views.engine.sync_engine
+
+    def record(conn, cursor, statement, *args):
+        seen.append(statement)
+
+    await post(client, "/v1/view/start", userId=rahul, contentId="a")
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        st, body = await post(client, "/v1/view/update", userId=rahul, contentId="a", progress=50)
+        assert st == 200, body
+        updates = list(seen)
+        st, body = await post(client, "/v1/view/end", userId=rahul, contentId="a")
+        assert st == 200, body
+        ends = seen[len(updates):]
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert updates and not any("enrolment" in q for q in updates)
+    assert sum("FROM enrolment" in q for q in ends) == 1
+
+
+@NO_WORKER
+async def test_legacy_content_state_updates_carry_at_once(client, rahul):
+    """lms-service's content state update (docs/sunbird.md) completes through the same write path:
+    a status 2, and an assessment (which implies completion), are carried in their transaction."""
+    from test_api_assessments import assess
+
+    now = now_ms()
+    await put_collection(client, C1, leafNodes=[SDA, DDA])
+    await put_collection(client, C2, leafNodes=[SDA, DDA])
+    await context(client, f"{rahul}-b1", [C1], start=now - DAY)
+    await context(client, f"{rahul}-b2", [C2], carry={"mode": "copy-collection"})
+    await enrol(client, rahul, C2, f"{rahul}-b2", now - DAY)
+    r = await client.patch("/v1/content/state/update", json={"request": {"userId": rahul, "contents": [
+        {"contentId": SDA, "courseId": C1, "batchId": f"{rahul}-b1", "status": 2}]}})
+    assert r.status_code == 200, r.json()
+    p = (await status(client, rahul, SDA, C2, f"{rahul}-b2", fields=["provenance"]))["provenance"]
+    assert (p["trigger"], p["from"]) == ("completion", {"collectionId": C1, "contextId": f"{rahul}-b1"})
+    ts = now - 60_000
+    r = await client.patch("/v1/content/state/update", json={"request": {"userId": rahul, "assessments": [{
+        "assessmentTs": str(ts), "courseId": C1, "contentId": DDA, "batchId": f"{rahul}-b1", "userId": rahul,
+        "attemptId": "att-1", "events": [assess("q1", ts - 2000, 1), assess("q2", ts - 1000, 0)]}]}})
+    assert r.status_code == 200, r.json()
+    carried = await status(client, rahul, DDA, C2, f"{rahul}-b2", fields=["provenance"])
+    assert carried["status"] == COMPLETE and carried["provenance"]["trigger"] == "completion"

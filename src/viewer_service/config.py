@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     jwt_public_keys: str | None = None  # RS256: PEM text, or paths to PEM files separated by ","
     jwt_audience: str | None = None
     admin_roles: str = "admin,service"
+    # Token roles that may read course-wide reports (besides the admin roles): course staff.
+    report_roles: str = "COURSE_MENTOR,mentor"
 
     # A Sunbird-compatible hierarchy endpoint for collections the catalog does not know:
     # GET {catalog_url}/{collectionId} -> {"result": {"content": <hierarchy>}}.
@@ -56,6 +58,9 @@ class Settings(BaseSettings):
     worker_in_serve: bool | None = None
     worker_batch: int = 100
     worker_poll_seconds: float = 0.2
+    # On PostgreSQL a committed mark wakes the workers at once (LISTEN/NOTIFY, adapters/db/notify.py);
+    # this slower poll only covers missed notifications and work that falls due later.
+    worker_listen_poll_seconds: float = 2.0
     worker_lease_seconds: float = 30.0
     unknown_collection_retry_seconds: float = 60.0
 
@@ -65,6 +70,17 @@ class Settings(BaseSettings):
     # Summary downloads: files under this directory, removed after the expiry.
     download_dir: str = "./viewer-downloads"
     download_expiry_seconds: int = 3600
+
+    # Operations (docs/operations.md): Prometheus metrics at /metrics, log format, one log line per request.
+    metrics: bool = True
+    log_format: Literal["text", "json"] = "text"
+    access_log: bool = True
+
+    # lms-service's /private/ routes (docs/sunbird.md): they trust the body's user, for callers
+    # inside the gateway only. False for a service reachable without that gateway.
+    private_routes: bool = True
+    # `viewer-service archive`: where the Parquet files go when --dir is not given (docs/archive.md).
+    archive_dir: str = "./viewer-archive"
 
     bench_floor: bool = False  # exposes POST /bench/floor for the benchmark
 
@@ -101,3 +117,7 @@ class Settings(BaseSettings):
     @property
     def admin_role_set(self) -> frozenset[str]:
         return frozenset(r.strip() for r in self.admin_roles.split(",") if r.strip())
+
+    @property
+    def report_role_set(self) -> frozenset[str]:
+        return frozenset(r.strip() for r in self.report_roles.split(",") if r.strip())

@@ -10,13 +10,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from . import metrics
 from .adapters.db import carry as carry_repo, collections as collections_repo, outbox, progress as repo
+from .adapters.db.notify import Listener
 from .adapters.db.views import load_scope, mark_dirty
 from .clock import now_ms
 from .loops import PollingLoop
@@ -29,6 +32,7 @@ from .services.catalog import Catalog
 
 log = logging.getLogger(__name__)
 PURGE_INTERVAL_SECONDS = 60.0
+_DONE, _DEFERRED, _FAILED = (metrics.RECOMPUTES.labels(r) for r in ("done", "deferred", "failed"))
 
 
 class AggregationWorker(PollingLoop):
@@ -59,9 +63,17 @@ class AggregationWorker(PollingLoop):
             claims = await repo.claim(conn, self.worker_id, self.clock(), self.lease_ms, self.batch)
         emitted = False
         for c in claims:
+            start, deferred = time.perf_counter(), self.deferred
             try:
                 emitted |= await self._recompute(c)
+                if self.deferred == deferred:
+                    _DONE.inc()
+                    if c.marked_at is not None:
+                        metrics.COMPLETION_LAG.observe(max(0.0, (self.clock() - c.marked_at) / 1000))
+                else:
+                    _DEFERRED.inc()
             except Exception as e:  # noqa: BLE001 - one scope must never stop the others
+                _FAILED.inc()
                 log.warning("recompute of %s failed (attempt %d): %r", c.scope, c.attempts, e)
                 backoff = min(self.retry_ms, 100 * 2 ** min(c.attempts, 20))
                 try:
@@ -69,6 +81,7 @@ class AggregationWorker(PollingLoop):
                         await repo.defer(conn, c, self.worker_id, self.clock() + backoff)
                 except Exception:  # noqa: BLE001 - the lease expires and another round retries
                     pass
+            metrics.RECOMPUTE_SECONDS.observe(time.perf_counter() - start)
         if emitted and self.on_events:
             self.on_events()
         return len(claims)
@@ -138,12 +151,19 @@ class AggregationWorker(PollingLoop):
 class Background:
     """The worker's loops, as `serve` (embedded) or `viewer-service worker` runs them."""
 
-    def __init__(self, worker: AggregationWorker, dispatcher, sink):
+    def __init__(self, worker: AggregationWorker, dispatcher, sink, listener: Listener | None = None):
         self.worker, self.dispatcher, self.sink = worker, dispatcher, sink
+        self.listener = listener  # PostgreSQL: committed marks wake both loops at once
+
+    def wake(self) -> None:
+        self.worker.wake()
+        self.dispatcher.wake()
 
     async def start(self) -> None:
         self.dispatcher.start()
         self.worker.start()
+        if self.listener is not None:
+            self.listener.start()
         self._stop = asyncio.Event()
         self._purge = asyncio.create_task(self._purge_downloads())
 
@@ -161,6 +181,8 @@ class Background:
                 pass
 
     async def close(self) -> None:
+        if self.listener is not None:
+            await self.listener.close()
         self._stop.set()
         await asyncio.gather(self._purge, return_exceptions=True)
         await self.worker.close()
@@ -177,11 +199,16 @@ def build_worker(settings, engine: AsyncEngine, catalog: Catalog, views=None) ->
     sink = make_sink(settings.event_sink, settings.redis_url, settings.redis_prefix)
     worker_id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
     lease_ms = int(settings.worker_lease_seconds * 1000)
+    listens = engine.dialect.name == "postgresql"
+    poll = settings.worker_listen_poll_seconds if listens else settings.worker_poll_seconds
     dispatcher = OutboxDispatcher(engine, sink, worker_id=worker_id, batch=settings.worker_batch,
-                                  lease_ms=lease_ms, poll_seconds=settings.worker_poll_seconds)
+                                  lease_ms=lease_ms, poll_seconds=poll)
     worker = AggregationWorker(engine, catalog, worker_id=worker_id, batch=settings.worker_batch,
-                               lease_ms=lease_ms, poll_seconds=settings.worker_poll_seconds,
+                               lease_ms=lease_ms, poll_seconds=poll,
                                retry_ms=int(settings.unknown_collection_retry_seconds * 1000),
                                on_events=dispatcher.wake, views=views,
                                carry=Carry(settings.context_mode, settings.carry_rule, catalog))
-    return Background(worker, dispatcher, sink)
+    background = Background(worker, dispatcher, sink)
+    if listens:
+        background.listener = Listener(engine.url, background.wake)
+    return background

@@ -14,6 +14,7 @@ from starlette.responses import Response
 from ..adapters.cache.memory import MemoryCache
 from ..adapters.cache.redis import RedisCache
 from ..adapters.db.engine import make_engine
+from .. import __version__, metrics
 from ..config import Settings
 from ..services.assessments import AssessmentService
 from ..services.carry import Carry
@@ -22,14 +23,18 @@ from ..services.downloads import DownloadService
 from ..services.enrolments import EnrolmentService
 from ..services.erase import EraseService
 from ..services.modes import ModeMismatch, ensure_mode
+from ..services.reports import ReportService
 from ..services.summaries import SummaryService
+from ..services.sunbird import SunbirdService
 from ..services.views import ViewService
 from ..worker import AggregationWorker, build_worker
-from . import assessments, collections, downloads, enrolments, errors, health, summaries, views
+from . import assessments, collections, downloads, enrolments, errors, health, summaries, sunbird, views
+from . import dashboard, reports
 from .body import install_openapi
 from .auth import AuthError, Authenticator, resolve_user
 from .body_guard import BodyGuard
 from .envelope import envelope
+from .observe import Observe
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +51,8 @@ class ServiceApp:
     downloads: DownloadService
     worker: AggregationWorker | None = None  # when it runs inside this process
     assessments: AssessmentService | None = None
+    sunbird: SunbirdService | None = None  # lms-service's routes (docs/sunbird.md)
+    reports: ReportService | None = None
 
     def require_privileged(self, request: Request, why: str) -> None:
         principal = self.auth.authenticate(request.headers)  # 401 without a valid token (VIEWER_AUTH=jwt)
@@ -71,6 +78,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         engine = make_engine(settings.database_url, settings.db_pool_size, settings.db_pre_ping)
+        if settings.metrics:
+            metrics.instrument_pool(engine)
         try:
             await ensure_mode(engine, settings.context_mode)
         except ModeMismatch:
@@ -88,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await service.start()
         catalog = Catalog(engine, fetch_url=settings.catalog_url, max_document_bytes=settings.max_body_bytes)
         carry = Carry(settings.context_mode, settings.carry_rule, catalog)
+        service.carry = carry  # a write completing a content carries it in its transaction
         assessments_ = AssessmentService(engine, service, catalog, max_events=settings.max_assess_events,
                                          carry=carry, max_batch=settings.write_batch_max,
                                          flushers=1 if settings.is_sqlite else settings.write_flushers)
@@ -105,7 +115,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.app = ServiceApp(settings, service, Authenticator(settings), catalog,
                                    EnrolmentService(engine, service, carry, catalog), summaries_, erase, downloads_,
                                    background.worker if background else None,
-                                   assessments_)
+                                   assessments_,
+                                   SunbirdService(engine, service, assessments_, summaries_, catalog,
+                                                  settings.context_mode))
+        app.state.app.reports = ReportService(engine, summaries_, catalog)
+        log.info("viewer-service %s started: backend=%s cache=%s context_mode=%s carry_forward=%s worker=%s "
+                 "metrics=%s", metrics.VERSION, "sqlite" if settings.is_sqlite else "postgresql", cache.kind,
+                 settings.context_mode, settings.carry_forward, "in-process" if background else "separate",
+                 "on" if settings.metrics else "off")
         try:
             yield
         finally:
@@ -116,10 +133,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await service.close()
             await cache.close()
             await engine.dispose()
+            metrics.process_exited()
 
     app = FastAPI(
         title="viewer-service",
-        version="0.1.0",
+        version=__version__,
         description="Learners' content progress, read back at once. Every response is in the Sunbird envelope.",
         lifespan=lifespan,
         telemetry={"tracing": False, "metrics": False, "logs": False},  # unused; costs env lookups per request
@@ -128,7 +146,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_openapi(app)
     # Routes go on the app itself: an included router adds a matching layer to every request.
     for router in (views.router, assessments.router, collections.router, enrolments.router, summaries.router, downloads.router,
-                   health.router):
+                   health.router, sunbird.router, reports.router, dashboard.router):
         for route in router.routes:
             app.router.routes.append(route)
     if settings.bench_floor:
@@ -139,5 +157,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await request.body()
             return Response(orjson.dumps(floor), media_type="application/json")
 
+    if settings.metrics:
+        @app.get("/metrics", include_in_schema=False)
+        async def _metrics(request: Request):
+            body, content_type = await metrics.exposition(request.app.state.app)
+            return Response(body, headers={"content-type": content_type})
+
     app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
+    app.add_middleware(Observe, metrics_on=settings.metrics, access_log=settings.access_log)
     return app

@@ -13,6 +13,7 @@ from ..config import Settings
 
 LEEWAY_SECONDS = 30
 TOKEN_HEADER = "x-authenticated-user-token"
+MANAGED_HEADER = "x-authenticated-for"  # Sunbird: a managed user's token, naming its parent
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +82,19 @@ class Authenticator:
             raise AuthError(401, "TOKEN_INVALID", "the token has no subject", TOKEN_HEADER)
         roles = _roles(claims)
         return Principal(subject_user(sub), roles, bool(roles & self.admin_roles))
+
+    def managed_user(self, headers: Mapping[str, str], principal: Principal) -> str | None:
+        """The managed user the caller acts for (Sunbird's requestedFor), from a token in
+        x-authenticated-for whose parentId is the caller; None without that header."""
+        token = headers.get(MANAGED_HEADER) if self.mode == "jwt" else None
+        if not token:
+            return None
+        claims = self._verify(token)
+        parent, sub = claims.get("parentId"), claims.get("sub")
+        if not isinstance(parent, str) or subject_user(parent) != principal.user_id:
+            raise AuthError(401, "UNAUTHORIZED", "the managed-user token does not name this user as its parent",
+                            MANAGED_HEADER)
+        return subject_user(sub)
 
     def _verify(self, token: str) -> dict:
         try:

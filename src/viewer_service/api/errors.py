@@ -25,6 +25,9 @@ _PREFIX_IDS = {
     "/v1/summary/list/": {"GET": "api.summary.list"},
     "/v1/summary/delete/": {"DELETE": "api.summary.delete"},
     "/v1/summary/download/": {"GET": "api.summary.download"},
+    "/v1/user/courses/list/": {"GET": "api.user.courses.list"},
+    "/private/v1/user/courses/list/": {"GET": "api.user.courses.list"},
+    "/v1/report/": {"GET": "api.report"},
 }
 
 
@@ -51,6 +54,12 @@ API_IDS = _ApiIds({
     "/v1/certificate/issued": "api.certificate.issued",
     "/v1/summary/read": "api.summary.read",
     "/health": "api.health",
+    "/v1/content/state/update": "api.content.state.update",
+    "/v1/user/content/state": "api.content.state.update",
+    "/v1/content/state/read": "api.content.state.read",
+    "/private/v1/content/state/read": "api.content.state.read",
+    "/v2/user/courses/list": "api.user.courses.list",
+    "/private/v2/user/courses/list": "api.user.courses.list",
     "/health/service": "api.health.service",
 })
 

@@ -53,6 +53,16 @@ class ContentView:
 
 
 @dataclass(frozen=True, slots=True)
+class ArchivedView(ContentView):
+    """A row whose raw data is in the archive files (docs/archive.md): everything but
+    progress_details, which reads report as archived rather than empty."""
+
+    def live(self) -> ContentView:
+        """The row a new write starts from: the kept values, no details."""
+        return ContentView(**{f: getattr(self, f) for f in ContentView.__dataclass_fields__})
+
+
+@dataclass(frozen=True, slots=True)
 class Start:
     key: RowKey
     ts: int
@@ -75,7 +85,19 @@ class End:
     timespent: float | None = None
 
 
-ViewOp = Start | Update | End
+@dataclass(frozen=True, slots=True)
+class StateUpdate:
+    """lms-service's content state update (docs/sunbird.md): an upsert, since its clients never
+    start a view first. `ts` is the client's last access time, `completed_ts` its completion time."""
+    key: RowKey
+    ts: int
+    status: int  # 0..2
+    progress: int | None = None
+    progress_details: Any = None
+    completed_ts: int | None = None
+
+
+ViewOp = Start | Update | End | StateUpdate
 
 
 def _max(a: int | None, b: int) -> int:
@@ -108,6 +130,8 @@ def apply(row: ContentView | None, op: ViewOp, now_ms: int) -> ContentView:
             last_updated_time=now_ms, version=next_version(row.version, now_us),
         )
 
+    if isinstance(op, StateUpdate):
+        return _state_update(row, op, now_ms)
     if row is None:
         raise ViewNotStarted(
             "the view of this content was not started; call /v1/view/start first", "request.contentId"
@@ -132,4 +156,28 @@ def apply(row: ContentView | None, op: ViewOp, now_ms: int) -> ContentView:
         # A completion synced late from an offline device that happened earlier than the
         # stored one is the real first completion; a later revisit never moves it.
         changes["last_completed_time"] = _min(row.last_completed_time, op.ts)
+    return replace(row, **changes)
+
+
+def _state_update(row: ContentView | None, op: StateUpdate, now_ms: int) -> ContentView:
+    """Status and progress never go down; a completion is the first one by client time (as End);
+    progress sent with status 1 on a new row is kept (Sunbird drops it)."""
+    if row is None:
+        row = ContentView(key=op.key, status=NOT_STARTED, view_count=1, first_access_time=op.ts,
+                          last_access_time=op.ts, last_updated_time=now_ms)
+    status = max(row.status, min(op.status, COMPLETED))
+    changes: dict[str, Any] = {
+        "status": status,
+        "progress": 100 if status == COMPLETED else max(row.progress, op.progress or 0),
+        "first_access_time": _min(row.first_access_time, op.ts),
+        "last_access_time": _max(row.last_access_time, op.ts),
+        "last_updated_time": now_ms,
+        "version": next_version(row.version, now_ms * 1000),
+    }
+    if op.progress_details is not None and (row.progress_details_ts is None or op.ts >= row.progress_details_ts):
+        changes["progress_details"] = op.progress_details
+        changes["progress_details_ts"] = op.ts
+    if op.status >= COMPLETED:
+        completed = op.completed_ts if op.completed_ts is not None else op.ts
+        changes["last_completed_time"] = _min(row.last_completed_time, completed)
     return replace(row, **changes)

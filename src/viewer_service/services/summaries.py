@@ -78,7 +78,7 @@ class SummaryService:
             return summary
         return None
 
-    async def _entries(self, s: Scope, collection) -> dict[str, dict]:
+    async def entries(self, s: Scope, collection) -> dict[str, dict]:
         """The live entries counted by scope `s`, as the instance's context mode stores them."""
         if self.mode == "strict":
             return await self.views.read(s, None)
@@ -90,7 +90,7 @@ class SummaryService:
 
     async def _summary(self, s: Scope, enrolment, agg, first_access: int | None) -> dict:
         collection = await self.catalog.get(s.collection_id)
-        entries = await self._entries(s, collection)
+        entries = await self.entries(s, collection)
         rows = [ContentView(RowKey(s.user_id, s.collection_id, s.context_id, cid), status=e["status"],
                             last_completed_time=e["lastCompletedTime"]) for cid, e in entries.items()]
         p = compute(collection, rows)
@@ -117,6 +117,8 @@ class SummaryService:
             "enrolled": enrolment is not None,
             "active": enrolment.active if enrolment is not None else True,
             "contentStatus": p.content_status,
+            # Each unit's progress, live like contentStatus (reports show them as bars).
+            "unitProgress": {u: a.progress for u, a in p.units.items() if u != s.collection_id},
             # From the live entries, like contentStatus: read-after-write.
             "assessmentStatus": {cid: {"score": e["score"], "max_score": e.get("max_score"),
                                        "carried": _score_carried(e)}

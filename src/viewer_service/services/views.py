@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from sqlalchemy.exc import DBAPIError, DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from .. import metrics
 from ..adapters.cache.base import ScopeCache
 from ..adapters.db import views as repo
 from ..adapters.db.engine import is_unavailable, reader, sqlstate as _sqlstate
@@ -16,7 +17,7 @@ from ..batching import Batcher
 from ..clock import now_ms
 from ..domain.errors import DomainError
 from ..domain.scope import Scope
-from ..domain.views import ContentView, End, ViewOp, apply
+from ..domain.views import COMPLETED, ArchivedView, ContentView, End, StateUpdate, ViewOp, apply
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +32,12 @@ class Unavailable(Exception):
 def read_entry(v: ContentView) -> dict:
     """What view/read returns for a content (and what the cache keeps)."""
     if v.carried_from is not None:  # only then: most entries stay as small as before
-        return {**_entry(v), "carriedFrom": v.carried_from, "attemptId": v.best_attempt_id}
-    return _entry(v)
+        e = {**_entry(v), "carriedFrom": v.carried_from, "attemptId": v.best_attempt_id}
+    else:
+        e = _entry(v)
+    if isinstance(v, ArchivedView):  # progressDetails null because archived, not because never sent
+        e["archived"] = True
+    return e
 
 
 def _entry(v: ContentView) -> dict:
@@ -54,16 +59,21 @@ def _retryable(e: Exception) -> bool:
     return _sqlstate(e) in {"40001", "40P01"} or "database is locked" in str(e)
 
 
+_HIT, _MISS, _BYPASS = (metrics.CACHE_READS.labels(r) for r in ("hit", "miss", "bypass"))
+
+
 class ViewService:
     def __init__(self, engine: AsyncEngine, cache: ScopeCache, *, max_skew_ms: int,
                  max_batch: int = 256, flushers: int = 1, clock: Callable[[], int] = now_ms,
-                 repair_interval: float = 1.0):
+                 repair_interval: float = 1.0, carry=None):
         self.engine = engine
+        self.carry = carry  # services/carry.py: a write that completes a content carries it at once
         self.reader = reader(engine)
         self.cache = cache
         self.clock = clock
         self.max_skew_ms = max_skew_ms
-        self._writes = Batcher(self._write_batch, max_batch, flushers)
+        self._writes = Batcher(self._write_batch, max_batch, flushers, name="views")
+        self._retries = metrics.WRITE_RETRIES.labels("views")
         self._repair_interval = repair_interval
         self._repair_task: asyncio.Task | None = None
         self._pending_repairs: set[Scope] = set()  # when even the database could not record them
@@ -125,6 +135,7 @@ class ViewService:
             except Exception as e:
                 if attempt == 9 or not _retryable(e):
                     raise
+                self._retries.inc()
                 await asyncio.sleep(0.001 * (attempt + 1))
         raise AssertionError("unreachable")
 
@@ -135,6 +146,10 @@ class ViewService:
         async with self.engine.begin() as conn:
             rows = await repo.lock_rows(conn, (op.key for op in ops))
             existing = set(rows)
+            missing = {op.key for op in ops} - existing
+            if missing:  # a content whose row was archived: the new view starts from what was kept
+                rows.update({k: a.live() for k, a in (await repo.archived_rows(conn, missing)).items()})
+            was_done = {k for k, v in rows.items() if v.status == COMPLETED}
             ended = []
             for op in ops:
                 try:
@@ -144,12 +159,15 @@ class ViewService:
                     continue
                 rows[op.key] = touched[op.key] = new
                 results.append(new)
-                if isinstance(op, End):
+                if isinstance(op, End) or (isinstance(op, StateUpdate) and op.status >= COMPLETED):
                     ended.append(op.key.scope)
             await repo.insert_rows(conn, [v for k, v in touched.items() if k not in existing])
             await repo.update_rows(conn, [v for k, v in touched.items() if k in existing])
+            completed = [v for k, v in touched.items() if v.status == COMPLETED and k not in was_done]
+            carried = await self.carry.on_completed(conn, completed) if completed and self.carry else []
+            touched.update((v.key, v) for v in carried)  # the cache gets them in the write's round trip
             # Same transaction as the status change: no acknowledged end goes unaggregated.
-            await repo.mark_dirty(conn, ended, now)
+            await repo.mark_dirty(conn, ended + [v.key.scope for v in carried], now)
         return results, touched
 
     async def publish(self, rows: list[ContentView]) -> None:
@@ -240,6 +258,7 @@ class ViewService:
                 await self.repair()
             except Exception as e:  # noqa: BLE001
                 log.warning("cache repair round failed: %r", e)
+            metrics.CACHE_DEGRADED.set(1 if self.cache.degraded else 0)
 
     # -- reads ----------------------------------------------------------------
 
@@ -248,7 +267,11 @@ class ViewService:
         if not self.cache.degraded:
             hit = await self.cache.read(scope, content_ids)
             if hit is not None:
+                _HIT.inc()
                 return hit
+            _MISS.inc()
+        else:
+            _BYPASS.inc()
         try:
             async with self.reader.connect() as conn:
                 rows = await repo.load_scope(conn, scope)
@@ -275,3 +298,6 @@ def _translate(e: Exception) -> Exception:
 
 def unavailable(e: BaseException) -> Unavailable:
     return Unavailable(str(e).splitlines()[0] if str(e) else type(e).__name__)
+
+
+translate_db_error = _translate  # the public name, for the other services

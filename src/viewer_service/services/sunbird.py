@@ -1,0 +1,229 @@
+"""lms-service's content state and enrolment list use cases, on our data (docs/sunbird.md).
+
+Writes go through the same paths as /v1/view/* and /v1/assessment/submit (group commit, the
+cache, dirty marks), so both API families read each other's writes at once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ..adapters.db.engine import reader
+from ..adapters.db.progress import load_enrolment
+from ..adapters.db.tables import context as context_table
+from ..adapters.db.views import mark_dirty
+from ..clock import now_ms
+from ..domain.scope import Scope, resolve_scope
+from ..domain.sunbird import (SunbirdError, batch_problem, completed_count, format_date, format_day as _day,
+                              last_read, list_order, list_status)
+from ..domain.views import COMPLETED, RowKey, StateUpdate
+from .assessments import AssessmentService, AttemptInput
+from .catalog import Catalog
+from .summaries import SummaryService
+from .views import ViewService, _translate
+
+SCORE_ATTEMPTS_LIMIT = 25  # lms-service's assessment.attempts.limit
+
+
+@dataclass(frozen=True, slots=True)
+class ContentState:
+    """One item of `request.contents`, checked."""
+    user_id: str
+    content_id: str
+    course_id: str
+    batch_id: str
+    status: int
+    progress: int | None
+    details: Any
+    access_ts: int | None
+    completed_ts: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class AssessmentState:
+    """One item of `request.assessments`, checked."""
+    user_id: str
+    content_id: str
+    course_id: str
+    batch_id: str
+    attempt_id: str
+    assessment_ts: int
+    events: list
+    field: str
+
+
+class SunbirdService:
+    def __init__(self, engine: AsyncEngine, views: ViewService, assessments: AssessmentService,
+                 summaries: SummaryService, catalog: Catalog, mode: str, clock: Callable[[], int] = now_ms):
+        self.engine = engine
+        self.reader = reader(engine)
+        self.views = views
+        self.assessments = assessments
+        self.summaries = summaries
+        self.catalog = catalog
+        self.mode = mode
+        self.clock = clock
+
+    def _key(self, user: str, content: str, course: str, batch: str) -> RowKey:
+        s = resolve_scope(user, content, course, batch, self.mode)
+        return RowKey(s.user_id, s.collection_id, s.context_id, content)
+
+    async def _contexts(self, ids: set[str]) -> dict:
+        if not ids:
+            return {}
+        try:
+            async with self.reader.connect() as conn:
+                rows = await conn.execute(sa.select(context_table).where(context_table.c.context_id.in_(sorted(ids))))
+                return {r.context_id: r for r in rows}
+        except Exception as e:
+            raise _translate(e) from e
+
+    def _client_time(self, ts: int | None, now: int) -> int:
+        # A device clock ahead of ours is common on phones: its time is taken as ours rather than
+        # refusing an offline sync (the /v1 API answers 400 instead).
+        return now if ts is None or ts > now + self.views.max_skew_ms else ts
+
+    # -- update -----------------------------------------------------------------
+
+    async def update(self, contents: Sequence[ContentState], assessments: Sequence[AssessmentState]) -> tuple[dict, bool]:
+        """Write what the batches allow. Returns lms-service's result map and whether any content
+        was completed. Raises DomainError (nothing written) for invalid assessment events."""
+        now = self.clock()
+        contexts = await self._contexts({c.batch_id for c in contents} | {a.batch_id for a in assessments})
+        rejected: dict[str, list[str]] = {}
+
+        def allowed(batch: str, course: str) -> bool:
+            problem = batch_problem(contexts.get(batch), course, now)
+            if problem is not None and batch not in rejected.setdefault(problem, []):
+                rejected[problem].append(batch)
+            return problem is None
+
+        attempts = [a for a in assessments if allowed(a.batch_id, a.course_id)]
+        written = [c for c in contents if allowed(c.batch_id, c.course_id)]
+        ops = [StateUpdate(self._key(c.user_id, c.content_id, c.course_id, c.batch_id),
+                           self._client_time(c.access_ts, now), c.status, c.progress, c.details,
+                           self._client_time(c.completed_ts, now) if c.completed_ts is not None else None)
+               for c in written]
+        # An assessment completes its content, as in lms-service.
+        ops += [StateUpdate(self._key(a.user_id, a.content_id, a.course_id, a.batch_id), now, COMPLETED)
+                for a in attempts]
+        inputs = [AttemptInput(self._key(a.user_id, a.content_id, a.course_id, a.batch_id), a.attempt_id,
+                               a.assessment_ts, a.events, a.field, f"{a.field.rsplit('.', 1)[0]}.contentId")
+                  for a in attempts if a.events]
+        if inputs:
+            await self.assessments.submit(inputs)  # first: it may still refuse the events
+        await asyncio.gather(*(self.views.write(op) for op in ops))
+        result: dict[str, Any] = {a.batch_id: "SUCCESS" for a in attempts}
+        result.update({c.content_id: "SUCCESS" for c in written})
+        result.update(rejected)
+        return result, any(op.status >= COMPLETED for op in ops)
+
+    async def sync_enrolment(self, user: str, course: str, batch: str) -> None:
+        """lms-service's enrolment sync: recompute the enrolment's progress from its contents."""
+        s = Scope(user, course, batch)
+        now = self.clock()
+        try:
+            async with self.engine.begin() as conn:
+                row = await load_enrolment(conn, s)
+                if row is not None:
+                    await mark_dirty(conn, [s], now)
+        except Exception as e:
+            raise _translate(e) from e
+        if row is None:
+            raise SunbirdError("INVALID_REQUESTED_DATA",
+                               f"No Enrolment found for userId: {user}, batchId: {batch}, courseId: {course}",
+                               "request")
+
+    # -- read -------------------------------------------------------------------
+
+    async def _entries(self, user: str, course: str, batch: str, content_ids: list[str] | None):
+        """{content id: (scope, cache entry)} of the contents a read names, by the context mode."""
+        if self.mode != "content":
+            scope = resolve_scope(user, None, course, batch, self.mode)
+            return {cid: (scope, e) for cid, e in (await self.views.read(scope, content_ids)).items()}
+        if content_ids is None:
+            c = await self.catalog.get(course)
+            content_ids = list(c.leaf_nodes) if c is not None else []
+        scopes = [resolve_scope(user, cid, course, batch, self.mode) for cid in content_ids]
+        found = await asyncio.gather(*(self.views.read(s, [cid]) for s, cid in zip(scopes, content_ids)))
+        return {cid: (s, e) for s, part in zip(scopes, found) for cid, e in part.items()}
+
+    async def read(self, user: str, course: str, batch: str, content_ids: list[str] | None,
+                   with_score: bool) -> list[dict]:
+        entries = await self._entries(user, course, batch, list(dict.fromkeys(content_ids)) if content_ids else None)
+        ids = [cid for cid in (dict.fromkeys(content_ids) if content_ids else sorted(entries)) if cid in entries]
+        scores: dict[str, list] = {}
+        if with_score and ids:
+            by_scope: dict[Scope, list[str]] = {}
+            for cid in ids:
+                by_scope.setdefault(entries[cid][0], []).append(cid)
+            parts = await asyncio.gather(*(self.assessments.attempt_details(s, cids) for s, cids in by_scope.items()))
+            scores = {cid: d for part in parts for cid, d in part.items()}
+        out = []
+        for cid in ids:
+            e = entries[cid][1]
+            item = {
+                "contentId": cid, "courseId": course, "batchId": batch, "collectionId": course,
+                "status": e["status"], "progress": e["progress"],
+                "lastAccessTime": format_date(e["lastAccessTime"]),
+                "lastCompletedTime": format_date(e["lastCompletedTime"]),
+                "progressdetails": e["progressDetails"],
+            }
+            if with_score:
+                newest = sorted(scores.get(cid, []), key=lambda a: a["lastAttemptedOn"], reverse=True)
+                item["score"] = [{"attemptId": a["attemptId"], "lastAttemptedOn": format_date(a["lastAttemptedOn"]),
+                                  "totalScore": a["score"], "totalMaxScore": a["max_score"]}
+                                 for a in newest[:SCORE_ATTEMPTS_LIMIT]]
+            out.append(item)
+        return out
+
+    # -- enrolment list -----------------------------------------------------------
+
+    async def courses(self, user: str, course_ids: list[str] | None, batch_fields: list[str] | None) -> list[dict]:
+        """The learner's active enrolments, live: progress as of the last acknowledged write."""
+        wanted = set(course_ids) if course_ids else None
+        courses = []
+        async for s in self.summaries.iter_summaries(user):
+            if not s["enrolled"] or not s["active"] or (wanted is not None and s["collectionId"] not in wanted):
+                continue
+            collection = await self.catalog.get(s["collectionId"])
+            if collection is None:
+                continue  # lms-service lists only courses its search finds
+            scope = Scope(user, s["collectionId"], s["contextId"])
+            read_id, read_status, read_time = last_read(await self.summaries.entries(scope, collection))
+            status, percentage = list_status(s["status"], s["progress"])
+            doc = {k: v for k, v in collection.document.items() if k != "children"}
+            courses.append({
+                "userId": user, "courseId": s["collectionId"], "batchId": s["contextId"],
+                "contentId": s["collectionId"], "collectionId": s["collectionId"],
+                "active": True, "enrolledDate": format_date(s["enrolledDate"]), "_enrolled": s["enrolledDate"],
+                "status": status,
+                "progress": completed_count(collection.required_leaf_nodes, s["contentStatus"]),
+                "completionPercentage": percentage, "completedOn": s["completedOn"],
+                "contentStatus": s["contentStatus"],
+                "issuedCertificates": s["issuedCertificates"], "certificates": [],
+                "lastReadContentId": read_id, "lastReadContentStatus": read_status,
+                "lastContentAccessTime": read_time,
+                "courseName": doc.get("name"), "description": doc.get("description"),
+                "leafNodesCount": collection.leaf_nodes_count, "courseLogoUrl": doc.get("appIcon"),
+                "content": {**doc, "identifier": s["collectionId"], "leafNodesCount": collection.leaf_nodes_count},
+            })
+        if batch_fields is not None:
+            contexts = await self._contexts({c["batchId"] for c in courses})
+            for c in courses:
+                ctx = contexts.get(c["batchId"])
+                if ctx is None:
+                    c["batch"] = {}
+                    continue
+                doc = {**ctx.document, "startDate": _day(ctx.start_date), "endDate": _day(ctx.end_date)}
+                c["batch"] = {**{f: doc.get(f) for f in batch_fields if f in doc},
+                              "batchId": c["batchId"], "identifier": c["batchId"]}
+        ordered = list_order(courses)
+        for c in ordered:
+            del c["_enrolled"]
+        return ordered
