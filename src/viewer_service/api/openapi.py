@@ -88,12 +88,17 @@ def _response(status: int) -> dict:
     return out
 
 
-def _parameter(param: dict, id_schema: dict) -> None:
+# Operations whose 200 is a file (CSV or JSON) rather than the envelope, for some parameters.
+_FILES = {"/v1/summary/download/{userId}/files/{token}", "/v1/report/context/{contextId}"}
+
+
+def _parameter(path: str, param: dict, id_schema: dict) -> None:
     if param["in"] == "path":
         param["schema"] = {**id_schema, "pattern": id_schema["pattern"].replace("\\x1f", "\\x1f/"),
                            "description": "1-256 characters, no control characters, no /"}
-    elif param["in"] == "query" and param["name"] == "format":
-        param["schema"] = {"type": "string", "enum": ["csv", "json"], "default": "json"}
+    elif path == "/v1/summary/download/{userId}" and param["name"] == "format":
+        # services/downloads.py:check_format: any case; empty means json.
+        param["schema"] = {"type": "string", "pattern": "^([Cc][Ss][Vv]|[Jj][Ss][Oo][Nn])?$", "default": "json"}
 
 
 _NOT_NULL = {"not": {"type": "null"}}
@@ -124,11 +129,11 @@ def make_truthful(schema: dict, id_schema: dict, auth: str = "none") -> dict:
     for path, ops in schema.get("paths", {}).items():
         for method, op in ops.items():
             for param in op.get("parameters", ()):
-                _parameter(param, id_schema)
+                _parameter(path, param, id_schema)
             responses = op.setdefault("responses", {})
             responses.pop("422", None)
             ok = responses.setdefault("200", {"description": "Successful Response"})
-            if path.endswith("/files/{token}"):  # the file itself, as generated
+            if path in _FILES:
                 ok["content"] = {"text/csv": {"schema": {"type": "string"}}, "application/json": {"schema": {}}}
             else:
                 ok["content"] = {"application/json": {"schema": {"$ref": "#/components/schemas/Envelope"}}}
