@@ -90,3 +90,14 @@ async def test_erase_all_takes_only_an_explicit_yes(client, service, user, value
     r = await client.delete(f"/v1/summary/delete/{user}?all=true")
     assert r.status_code == 200 and r.json()["result"]["erased"]["user_content_consumption"] == 1
     assert await db_rows(service, user) == []
+
+
+@pytest.mark.parametrize("item, field", [
+    ({"status": 2**63}, "request.contents.0.status"),
+    ({"status": 2, "progressdetails": {"a": "x\u0000"}}, "request.contents.0.progressdetails.a"),
+    ({"status": 2, "lastAccessTime": -BIG}, "request.contents.0.lastAccessTime"),
+])
+async def test_the_lms_routes_refuse_unstorable_values_too(client, user, item, field):
+    body = {"request": {"userId": user, "contents": [{"contentId": "c1", "courseId": "co", "batchId": "b", **item}]}}
+    assert await _send(client, "PATCH", "/v1/content/state/update", json.dumps(body)) == \
+        (400, "INVALID_PARAMETER_VALUE", field)

@@ -23,8 +23,10 @@ _documented: set[type[BaseModel]] = set()
 
 async def parse(request: Request, model: type[M]) -> M:
     body = await request.body()
-    if _SUSPECT.search(body):
-        _refuse_unstorable(body)
+    bad = unstorable(body)
+    if bad:
+        path, why = bad
+        raise RequestValidationError([{"type": "value_error", "loc": ("body", *path), "msg": why}])
     try:
         return model.model_validate_json(body)
     except ValidationError as e:
@@ -66,15 +68,16 @@ def _unstorable(value: Any, path: tuple) -> tuple[tuple, str] | None:
     return None
 
 
-def _refuse_unstorable(body: bytes) -> None:
+def unstorable(body: bytes) -> tuple[tuple, str] | None:
+    """(path, why) of the first value in a JSON body that nothing downstream can hold, else None.
+    Every route that reads a body checks it (this module's `parse`, the lms-service routes)."""
+    if not _SUSPECT.search(body):
+        return None
     try:
         doc = from_json(body)
     except ValueError:
-        return  # not JSON: the model says so
-    found = _unstorable(doc, ())
-    if found:
-        path, why = found
-        raise RequestValidationError([{"type": "value_error", "loc": ("body", *path), "msg": why}])
+        return None  # not JSON: the parser says so
+    return _unstorable(doc, ())
 
 
 def documented(model: type[BaseModel]) -> dict:
