@@ -64,6 +64,9 @@ _NOT_FOUND = {
     ("post", "/v1/enrol"), ("post", "/v1/unenrol"), ("post", "/v1/certificate/issued"),
     ("post", "/v1/summary/read"), ("delete", "/v1/summary/delete/{userId}"),
     ("get", "/v1/summary/download/{userId}"), ("get", "/v1/summary/download/{userId}/files/{token}"),
+    ("get", "/v1/report/context/{contextId}"), ("get", "/v1/report/context/{contextId}/stats"),
+    ("post", "/private/v1/content/state/read"), ("get", "/private/v1/user/courses/list/{uid}"),
+    ("post", "/private/v2/user/courses/list"),  # 404 while VIEWER_PRIVATE_ROUTES is off
 }
 
 
@@ -119,8 +122,52 @@ def _bodies(components: dict, id_schema: dict, user_in_body: bool) -> None:
             body["anyOf"] = _NAMES_WHAT
 
 
+# What a free-form field (a context's extra fields, a certificate, progressDetails, ASSESS
+# events, a collection document) may hold: api/body.py refuses the rest.
+_NO_NUL = "^[^\\x00]*$"
+_VALUE = {"$ref": "#/components/schemas/JsonValue"}
+JSON_VALUE = {
+    "description": "Any JSON value, except integers beyond 64 bits and strings (or keys) with NUL",
+    "anyOf": [
+        {"type": "null"}, {"type": "boolean"},
+        {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1},
+        {"type": "number"},
+        {"type": "string", "pattern": _NO_NUL},
+        {"type": "array", "items": _VALUE},
+        {"type": "object", "propertyNames": {"pattern": _NO_NUL}, "additionalProperties": _VALUE},
+    ],
+}
+
+
+def _free_form(node):
+    """Every `{}` (any value) in a request schema becomes a JsonValue, every open object's
+    extra members too, every integer has 64-bit bounds, every string without a pattern refuses NUL."""
+    if isinstance(node, list):
+        return [_free_form(x) for x in node]
+    if not isinstance(node, dict):
+        return node
+    if not node or set(node) <= {"title", "description", "default"} and "$ref" not in node:
+        return {**node, **_VALUE}
+    out = {k: _free_form(v) if k in ("properties", "items", "anyOf", "allOf", "oneOf", "prefixItems") or
+           k == "additionalProperties" and isinstance(v, dict) else v for k, v in node.items()}
+    if "properties" in out:
+        out["properties"] = {k: _free_form(v) for k, v in node["properties"].items()}
+    if out.get("type") == "object" and out.get("additionalProperties", True) is True:
+        out["additionalProperties"] = _VALUE
+        out.setdefault("propertyNames", {"pattern": _NO_NUL})
+    if out.get("type") == "integer":  # 64 bits, like the columns they go to
+        out.setdefault("minimum", -(2**63))
+        out.setdefault("maximum", 2**63 - 1)
+    if out.get("type") == "string" and "pattern" not in out and "format" not in out and "enum" not in out:
+        out["pattern"] = _NO_NUL
+    return out
+
+
 def make_truthful(schema: dict, id_schema: dict, auth: str = "none") -> dict:
     components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for name in list(components):
+        components[name] = _free_form(components[name])
+    components["JsonValue"] = JSON_VALUE
     _bodies(components, id_schema, auth == "none")
     components.pop("HTTPValidationError", None)
     components.pop("ValidationError", None)
