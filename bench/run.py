@@ -856,8 +856,6 @@ def parse_args(argv=None):
     p.add_argument("--pg-url", default=os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
                    help="PostgreSQL maintenance database URL (a fresh database is created next to it)")
     p.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
-    p.add_argument("--server-env", action="append", default=[], metavar="VIEWER_X=V",
-                   help="an extra setting for the server (repeatable), e.g. VIEWER_DB_PRE_PING=false")
     p.add_argument("--diag", action="store_true",
                    help="count every response by endpoint and status in Lua (costs client CPU; for debugging)")
     p.add_argument("--out", default=str(RESULTS), help="directory for the report, JSON and logs")

@@ -1,6 +1,8 @@
 """Fixtures: real PostgreSQL and Redis servers (started by tests/servers.py) and SQLite.
 
-Each run gets its own PostgreSQL database, SQLite file and Redis key prefix."""
+Each run (each xdist worker) gets its own PostgreSQL database, SQLite file and Redis key prefix,
+shared by its tests, which run in random order: ids of collections and contexts a test creates must
+be its own, and a test counts only its own learners' rows (the `user` fixture)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,8 @@ import uuid
 import httpx
 import pytest
 
-from servers import PostgresServer, RedisServer, create_database, describe_servers, drop_database, off_loop
+from servers import (PostgresServer, RedisClusterServer, RedisServer, create_database, describe_servers, drop_database,
+                     off_loop)
 from viewer_service.adapters.db.migrate import upgrade
 from viewer_service.api.app import create_app
 from viewer_service.config import Settings
@@ -30,8 +33,7 @@ def pg_server():
         yield server
 
 
-@pytest.fixture(scope="session")
-def pg_url(pg_server):
+def _pg_database(pg_server):
     dsn = create_database(pg_server.admin_dsn)
     url = dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
     migrate(url)
@@ -40,10 +42,27 @@ def pg_url(pg_server):
 
 
 @pytest.fixture(scope="session")
+def pg_url(pg_server):
+    yield from _pg_database(pg_server)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster_url(pg_server):
+    """A database of its own for the Redis Cluster backend: tests that use fixed ids stay independent."""
+    yield from _pg_database(pg_server)
+
+
+@pytest.fixture(scope="session")
 def redis_server():
     server = RedisServer()
     yield server
     server.close()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster():
+    with RedisClusterServer() as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="session")
@@ -67,6 +86,10 @@ def settings(request, backend) -> Settings:
         extra = {**extra, **overrides.kwargs}
     if backend == "sqlite":
         base = dict(database_url=request.getfixturevalue("sqlite_url"))
+    elif backend == "cluster":  # PostgreSQL + a three-master Redis Cluster (modules opt in)
+        base = dict(database_url=request.getfixturevalue("pg_cluster_url"),
+                    redis_url=request.getfixturevalue("redis_cluster").url, redis_cluster=True,
+                    redis_prefix=f"vt-{RUN_ID}:", repair_interval_seconds=0.05)
     else:
         base = dict(database_url=request.getfixturevalue("pg_url"),
                     redis_url=request.getfixturevalue("redis_server").url,

@@ -30,6 +30,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 __all__ = [
     "PostgresServer",
+    "RedisClusterServer",
     "RedisServer",
     "ServerError",
     "create_database",
@@ -102,6 +103,22 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def free_cluster_port(attempts: int = 200) -> int:
+    """A free port at most 55535 whose cluster bus port (+10000) is free too (redis-server's rule)."""
+    import random
+
+    for _ in range(attempts):
+        port = random.randint(20000, 55535)
+        try:
+            for p in (port, port + 10000):
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                    s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        return port
+    raise ServerError("no free port pair for a Redis Cluster node")
 
 
 def _port_open(port: int, host: str = "127.0.0.1") -> bool:
@@ -496,7 +513,9 @@ def _sweep_stale_redis() -> None:
 class RedisServer:
     """A private redis-server on a free port: `.url`, `.stop()`, `.start()`, `.pause(s)`, `.close()`."""
 
-    def __init__(self, *, port: int | None = None, start: bool = True, timeout: float = 15.0):
+    def __init__(self, *, port: int | None = None, start: bool = True, timeout: float = 15.0,
+                 extra_args: tuple[str, ...] = ()):
+        self.extra_args = extra_args
         self.binary = os.environ.get("VIEWER_TEST_REDIS_SERVER") or shutil.which("redis-server")
         if not self.binary or not os.access(self.binary, os.X_OK):
             raise ServerError("redis-server not found (install it, e.g. apt-get install redis-server, "
@@ -535,7 +554,7 @@ class RedisServer:
         with open(self._log, "ab") as log:
             self._proc = subprocess.Popen(
                 [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                 "--appendonly", "no", "--dir", self._tmp, "--daemonize", "no"],
+                 "--appendonly", "no", "--dir", self._tmp, "--daemonize", "no", *self.extra_args],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=self._tmp)
         with open(os.path.join(self._tmp, "redis.pid"), "w") as f:
             f.write(f"{self._proc.pid}\n")
@@ -595,6 +614,57 @@ class RedisServer:
     def __enter__(self) -> "RedisServer":
         if not self.running:
             self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class RedisClusterServer:
+    """A private Redis Cluster of `masters` nodes (no replicas) on free ports: `.url` names one node,
+    the client discovers the rest. Built with `redis-cli --cluster create` as an operator would."""
+
+    def __init__(self, masters: int = 3, timeout: float = 30.0):
+        self.timeout = timeout
+        self.nodes: list[RedisServer] = []
+        try:
+            for _ in range(masters):
+                self.nodes.append(RedisServer(port=free_cluster_port(), extra_args=("--cluster-enabled", "yes",
+                                                          "--cluster-config-file", "nodes.conf",
+                                                          "--cluster-node-timeout", "5000")))
+            self._create()
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def url(self) -> str:
+        return self.nodes[0].url.rsplit("/", 1)[0]  # a cluster has database 0 only
+
+    def _create(self) -> None:
+        cli = shutil.which("redis-cli") or os.path.join(os.path.dirname(self.nodes[0].binary), "redis-cli")
+        if not os.access(cli, os.X_OK):
+            raise ServerError("redis-cli not found (it comes with redis-server / redis-tools)")
+        addrs = [f"127.0.0.1:{n.port}" for n in self.nodes]
+        out = subprocess.run([cli, "--cluster", "create", *addrs, "--cluster-replicas", "0", "--cluster-yes"],
+                             capture_output=True, timeout=self.timeout, stdin=subprocess.DEVNULL)
+        if out.returncode != 0:
+            raise ServerError(f"redis-cli --cluster create failed: {out.stdout.decode()[-2000:]}"
+                              f"{out.stderr.decode()[-2000:]}")
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            infos = [_redis_command(n.port, "CLUSTER", "INFO", timeout=1.0) for n in self.nodes]
+            if all(b"cluster_state:ok" in i for i in infos):
+                return
+            time.sleep(0.05)
+        raise ServerError(f"Redis Cluster on {addrs} not ok within {self.timeout}s")
+
+    def close(self) -> None:
+        for n in self.nodes:
+            n.close()
+        self.nodes = []
+
+    def __enter__(self) -> "RedisClusterServer":
         return self
 
     def __exit__(self, *exc) -> None:
