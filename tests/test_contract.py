@@ -18,6 +18,7 @@ SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 SEED, EXAMPLES = 20261130, 10
 
 
+@pytest.mark.timeout(900)  # ~1 minute per stack on a quiet machine; bounded by its examples
 @pytest.mark.parametrize("stack", ["sqlite", "postgres"])
 async def test_the_fuzzer_finds_no_failure(tmp_path, request, stack):
     dsn = None
