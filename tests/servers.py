@@ -345,6 +345,20 @@ class PostgresServer:
     def __exit__(self, *exc) -> None:
         self.stop()
 
+    def restart(self, mode: str = "fast", timeout: float = 60.0) -> None:
+        """`pg_ctl restart -m <mode>` of this throwaway cluster (never a shared server); returns
+        once it accepts connections again."""
+        if not (self.throwaway and self._tmp):
+            raise ServerError("only a throwaway cluster may be restarted by the tests")
+        data = os.path.join(self._tmp, "data")
+        self._pg("pg_ctl", "-D", data, "-l", os.path.join(self._tmp, "postgres.log"), "-m", mode, "-w",
+                 "-t", str(int(timeout)), "restart", timeout=timeout + 10)
+        deadline = time.monotonic() + timeout
+        while not _pg_answers(self.admin_dsn):
+            if time.monotonic() > deadline:
+                raise ServerError(f"PostgreSQL did not come back after a restart:\n{_tail(os.path.join(self._tmp, 'postgres.log'))}")
+            time.sleep(0.05)
+
     # -- throwaway cluster
     def _pg(self, binary: str, *args: str, timeout: float, check: bool = True):
         cmd = [os.path.join(self._bindir, binary), *args]

@@ -327,7 +327,8 @@ def test_random_submissions_never_get_a_500(client):
 
 async def test_concurrent_submits_share_a_commit_and_a_bad_one_is_refused_alone(client, app, backend):
     """Concurrent submits of many learners are group-committed; one that cannot be stored (NUL,
-    which PostgreSQL's JSONB refuses) gets its own 400 on both backends, the others are stored."""
+    which PostgreSQL's JSONB refuses) gets its own 400 on both backends, naming the field, and the
+    others are stored."""
     t = now_ms() - 60_000
     await put_collection(client, "course-as-g", leafNodes=["quiz"])
     users = [f"g-{backend}-{i}-{t}" for i in range(12)]
@@ -341,7 +342,7 @@ async def test_concurrent_submits_share_a_commit_and_a_bad_one_is_refused_alone(
     replies = await asyncio.gather(*(submit(client, **body(i, u)) for i, u in enumerate(users)))
     assert [i for i, (st, _) in enumerate(replies) if st != 200] == [5], replies
     st, b = replies[5]
-    assert (b["params"]["err"], b["result"]["field"]) == ("INVALID_EVENT", "request.assessments.0"), b
+    assert (b["params"]["err"], b["result"]["field"]) == ("INVALID_VALUE", "request.assessments.0.edata.item.title"), b
     for i, u in enumerate(users):
         got = (await read_scores(client, userId=u, collectionId="course-as-g", contentId="quiz"))["quiz"]
         assert got["attempts"] == (0 if i == 5 else 1)

@@ -109,10 +109,10 @@ async def test_unknown_route_and_method(client):
     assert r.status_code == 405 and r.json()["params"]["status"] == "failed"
 
 
-@pytest.mark.parametrize("details", [{"n": 2**70}, {"s": "a\u0000b"}])
-async def test_progress_details_the_database_cannot_store_are_refused(client, service, user, details):
+@pytest.mark.parametrize("details, field", [({"n": 2**70}, "n"), ({"s": "a\u0000b"}, "s")])
+async def test_progress_details_the_database_cannot_store_are_refused(client, service, user, details, field):
     await call(client, "start", userId=user, contentId="c")
     r = await client.post("/v1/view/update", content=__import__("json").dumps(
         {"request": {"userId": user, "contentId": "c", "progressDetails": details}}),
         headers={"content-type": "application/json"})
-    assert _err(r) == (400, "INVALID_VALUE", "request.progressDetails")
+    assert _err(r) == (400, "INVALID_VALUE", f"request.progressDetails.{field}")

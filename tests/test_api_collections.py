@@ -109,7 +109,7 @@ async def test_unknown_collection_is_404_in_the_envelope(client, cid):
     ({"children": [leaf("a", optional="maybe")]}, (400, "INVALID_VALUE", "request.children.0.relationalMetadata.optional")),
     ({"children": [leaf("a", optional=1)]}, (400, "INVALID_TYPE", "request.children.0.relationalMetadata.optional")),
     ({"identifier": "another"}, (400, "INVALID_VALUE", "request.identifier")),
-    ({"name": "nul \u0000"}, (400, "INVALID_VALUE", "request")),
+    ({"name": "nul \u0000"}, (400, "INVALID_VALUE", "request.name")),
 ])
 async def test_bad_collections_are_rejected_and_store_nothing(client, cid, request_body, expected):
     body = {} if request_body is None else {"request": request_body}
@@ -122,7 +122,7 @@ async def test_bad_collections_are_rejected_and_store_nothing(client, cid, reque
 async def test_numbers_beyond_64_bits_and_deep_nesting_are_rejected(client, cid):
     r = await client.put(f"/v1/collection/{cid}", content=b'{"request": {"name": "n", "size": 123456789012345678901234567890}}',
                          headers={"content-type": "application/json"})
-    assert _err((r.status_code, r.json())) == (400, "INVALID_VALUE", "request")
+    assert _err((r.status_code, r.json())) == (400, "INVALID_VALUE", "request.size")
     node = leaf("deep")
     for i in range(40):
         node = unit(f"u{i}", node)

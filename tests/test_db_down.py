@@ -21,7 +21,8 @@ async def test_writes_and_reads_get_503(down_client):
         r = await down_client.post(f"/v1/view/{op}", json={"request": {"userId": "u", **body}})
         assert r.status_code == 503, r.text
         assert r.json()["params"]["err"] == "SERVICE_UNAVAILABLE"
+        assert r.headers["retry-after"] == "2"
     r = await down_client.get("/health/service")
-    assert r.status_code == 503
+    assert r.status_code == 503 and r.headers["retry-after"] == "2"
     assert r.json()["result"]["services"][0] == {**r.json()["result"]["services"][0], "name": "database", "healthy": False}
     assert (await down_client.get("/health")).status_code == 200

@@ -48,29 +48,11 @@ def parse_date(text: str) -> int:
 
 def _schema_problem(settings: Settings) -> str | None:
     """Like serve: an embedded SQLite file is migrated here; a PostgreSQL schema must be current."""
-    from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
-
-    from .adapters.db.migrate import alembic_config, upgrade
+    from .adapters.db.migrate import schema_problem, upgrade
 
     if settings.is_sqlite:
         upgrade(settings.database_url)
-        return None
-    heads = set(ScriptDirectory.from_config(alembic_config(settings.database_url)).get_heads())
-    async def current() -> set[str]:
-        from .adapters.db.engine import make_engine
-        eng = make_engine(settings.database_url, 1)
-        try:
-            async with eng.connect() as conn:
-                return set(await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_heads()))
-        finally:
-            await eng.dispose()
-
-    have = asyncio.run(current())
-    if have != heads:
-        return (f"the database schema is at {sorted(have) or 'nothing'}, not {sorted(heads)}: "
-                f"run `viewer-service db upgrade` first")
-    return None
+    return schema_problem(settings.database_url, will_upgrade=False)
 
 
 class _Progress:

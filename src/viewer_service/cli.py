@@ -19,6 +19,7 @@ def _serve(args: argparse.Namespace) -> int:
     from .adapters.db.migrate import upgrade
 
     settings = Settings()
+    migrate = settings.is_sqlite or args.migrate
     if args.workers > 1 and not settings.redis_url:
         print("viewer-service: --workers > 1 needs a shared cache; set VIEWER_REDIS_URL "
               "(the in-process cache cannot see other processes' writes)", file=sys.stderr)
@@ -26,7 +27,9 @@ def _serve(args: argparse.Namespace) -> int:
     if args.workers > 1 and settings.is_sqlite:
         print("viewer-service: --workers > 1 needs PostgreSQL (VIEWER_DATABASE_URL)", file=sys.stderr)
         return 2
-    if settings.is_sqlite or args.migrate:
+    if _refused_schema(settings, migrate):
+        return 2
+    if migrate:
         upgrade(settings.database_url)
     mismatch = _mode_mismatch(settings)
     if mismatch:
@@ -45,6 +48,15 @@ def _serve(args: argparse.Namespace) -> int:
 
             shutil.rmtree(scratch, ignore_errors=True)
     return 0
+
+
+def _refused_schema(settings: Settings, migrate: bool) -> bool:
+    from .adapters.db.migrate import schema_problem
+
+    problem = schema_problem(settings.database_url, will_upgrade=migrate)
+    if problem:
+        print(f"viewer-service: {problem}", file=sys.stderr)
+    return problem is not None
 
 
 def _multiprocess_metrics_dir() -> str | None:
@@ -98,11 +110,13 @@ def _worker(args: argparse.Namespace) -> int:
     from .worker import build_worker
 
     settings = Settings()
+    if _refused_schema(settings, args.migrate):
+        return 2
     if args.migrate:
         upgrade(settings.database_url)
 
     async def run() -> None:
-        engine = make_engine(settings.database_url, settings.db_pool_size)
+        engine = make_engine(settings.database_url, settings.db_pool_size, settings.db_pre_ping)
         await ensure_mode(engine, settings.context_mode)
         catalog = Catalog(engine, fetch_url=settings.catalog_url, max_document_bytes=settings.max_body_bytes)
         # Publishes the rows this worker carries: into the shared cache, or, without one, as
@@ -198,7 +212,7 @@ def _import_sunbird(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .adapters.db.engine import make_engine
-    from .adapters.db.migrate import schema_behind, upgrade
+    from .adapters.db.migrate import upgrade
     from .reporting import Progress
     from .services.imports import Importer, summary_lines
     from .services.modes import ModeMismatch, ensure_mode
@@ -210,14 +224,13 @@ def _import_sunbird(args: argparse.Namespace) -> int:
         return 2
     if settings.is_sqlite:
         upgrade(settings.database_url)
+    if _refused_schema(settings, migrate=False):
+        return 2
 
     async def run():
         engine = make_engine(settings.database_url, 2)
         progress = Progress()
         try:
-            behind = await schema_behind(engine)
-            if behind:
-                return behind
             await ensure_mode(engine, settings.context_mode)
             importer = Importer(engine, Path(args.dir), mode=settings.context_mode,
                                 remote_catalog=bool(settings.catalog_url), batch_rows=args.batch_rows,
@@ -239,9 +252,6 @@ def _import_sunbird(args: argparse.Namespace) -> int:
         print(f"viewer-service: import stopped: {first}; what was committed stays, run the same "
               f"command again to resume", file=sys.stderr)
         return 1
-    if isinstance(results, str):
-        print(f"viewer-service: {results}", file=sys.stderr)
-        return 2
     for line in summary_lines(results):
         print(line)
     read_any = any(r.found and not r.note for r in results)

@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     write_batch_max: int = 256
     write_flushers: int = 2
     db_pool_size: int = 10
+    # Ping a pooled PostgreSQL connection before every use (a round trip per checkout). Off: a
+    # connection the server closed (a restart) is already never handed out; this also catches
+    # ones that died silently (a network partition), at ~0.2 ms a checkout (docs/reliability.md).
+    db_pre_ping: bool = False
     repair_interval_seconds: float = 1.0
 
     # Aggregation worker (collection progress). None: inside `serve` on SQLite only; production

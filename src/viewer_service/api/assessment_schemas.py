@@ -3,12 +3,11 @@ rules (domain/assessments.py), which name the offending field."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import AliasChoices, Field, StringConstraints, field_validator
 
-from .schemas import Envelope, Id, ReadBody, _Body, _to_ms
+from .schemas import Envelope, Id, Int, IsoDateTime, ReadBody, _Body, _to_ms
 
 _collection = AliasChoices("collectionId", "courseId")  # Sunbird's lms names too
 _context = AliasChoices("contextId", "batchId")
@@ -20,7 +19,7 @@ class _AttemptKeys(_Body):
     collectionId: Id | None = Field(default=None, validation_alias=_collection)
     contextId: Id | None = Field(default=None, validation_alias=_context)
     attemptId: Id | None = None
-    assessmentTs: int | datetime | None = Field(default=None, description="the attempt's time, epoch ms")
+    assessmentTs: Int | IsoDateTime | None = Field(default=None, description="the attempt's time, epoch ms")
 
     @field_validator("assessmentTs")
     @classmethod

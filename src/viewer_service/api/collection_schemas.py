@@ -4,14 +4,20 @@ Unknown fields are kept (the document is stored as sent); the ones the catalog r
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, WithJsonSchema, field_validator
 
 from .schemas import Envelope, Id
+
+_TRUE_FALSE = r"^\s*([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee])\s*$"
 
 
 class RelationalMetadata(BaseModel):
     model_config = ConfigDict(extra="allow")
-    optional: StrictBool | str | None = Field(default=None, description='true, or the string "true": not required for completion')
+    # The pattern is documented; the validator below checks it, for an INVALID_VALUE answer.
+    optional: StrictBool | Annotated[str, WithJsonSchema({"type": "string", "pattern": _TRUE_FALSE})] | None = Field(
+        default=None, description='true, or the string "true": not required for completion')
 
     @field_validator("optional")
     @classmethod

@@ -18,6 +18,9 @@ RESPONSE_CODES = {
 }
 
 
+# A database restart takes a few seconds; clients that honour Retry-After come back after it.
+RETRY_AFTER_SECONDS = 2
+
 _second = [-1, ""]
 
 
@@ -51,6 +54,9 @@ def envelope(api_id: str, result: Any, *, msgid: str | None = None, status_code:
         "responseCode": RESPONSE_CODES.get(status_code, "CLIENT_ERROR" if status_code < 500 else "SERVER_ERROR"),
         "result": result,
     }
+    if status_code == 503:
+        return Response(orjson.dumps(body), status_code=503, media_type="application/json",
+                        headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
     return Response(orjson.dumps(body), status_code=status_code, media_type="application/json")
 
 

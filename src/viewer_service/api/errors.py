@@ -7,7 +7,9 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
+from ..adapters.db.engine import is_unavailable
 from ..domain.errors import DomainError
 from ..services.views import Unavailable
 from .auth import AuthError
@@ -101,6 +103,19 @@ def _code(err_type: str) -> str:
     return "INVALID_VALUE"
 
 
+def _allowed(request: Request) -> list[str]:
+    methods = set()
+    for route in request.app.router.routes:
+        if getattr(route, "methods", None) and route.matches(request.scope)[0] != Match.NONE:
+            methods |= route.methods
+    return sorted(methods)
+
+
+def _unavailable_response(request: Request):
+    return error(api_id(request), 503, "SERVICE_UNAVAILABLE", "the database is unavailable; retry later",
+                 None, msgid(request))
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
@@ -129,16 +144,52 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Unavailable)
     async def _unavailable(request: Request, exc: Unavailable):
         log.warning("database unavailable: %s", exc)
-        return error(api_id(request), 503, "SERVICE_UNAVAILABLE", "the database is unavailable; retry later",
-                     None, msgid(request))
+        return _unavailable_response(request)
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException):
         code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "HTTP_ERROR")
-        return error(api_id(request), exc.status_code, code, str(exc.detail), None, msgid(request))
+        response = error(api_id(request), exc.status_code, code, str(exc.detail), None, msgid(request))
+        response.headers.update(exc.headers or {})
+        if exc.status_code == 405:  # every method of the path, not just the first route's
+            response.headers["Allow"] = ", ".join(_allowed(request))
+        return response
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception):
-        log.exception("unexpected error on %s", request.url.path)
-        return error(api_id(request), 500, "INTERNAL_ERROR", "unexpected error; it has been logged", None,
-                     msgid(request))
+    app.add_middleware(Failsafe)
+
+
+class Failsafe:
+    """ASGI middleware: any exception no handler took becomes a complete envelope response, a 503
+    when the database is unavailable, else a logged 500. Starlette's own last-resort handler
+    re-raises after answering, and the server then drops the keep-alive connection (the client's
+    next request failed with ECONNRESET); here the exception ends with the answer."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def tracking_send(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:  # noqa: BLE001 - the last resort
+            request = Request(scope)
+            if started:  # the answer is half sent: nothing truthful can follow; the server closes
+                log.exception("error after the response started on %s", request.url.path)
+                raise
+            if is_unavailable(exc):
+                log.warning("database unavailable on %s: %r", request.url.path, exc)
+                response = _unavailable_response(request)
+            else:
+                log.exception("unexpected error on %s", request.url.path)
+                response = error(api_id(request), 500, "INTERNAL_ERROR", "unexpected error; it has been logged", None,
+                                 msgid(request))
+            await response(scope, receive, send)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import date, datetime, time, timezone
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, field_validator
 from typing_extensions import Annotated
 
-from .schemas import Envelope, Id, _to_ms
+from .schemas import Envelope, Id, Int, IsoDate, IsoDateTime, _to_ms, number
 
 
 def _when(v: Any) -> Any:
@@ -17,16 +17,16 @@ def _when(v: Any) -> Any:
     return _to_ms(v)
 
 
-When = int | datetime | date
+When = Int | IsoDateTime | IsoDate
 
 
 class CarryForward(BaseModel):
     """This context's carry-forward rule; it replaces the instance default whole (docs/modes.md)."""
     model_config = ConfigDict(extra="forbid")
     mode: Literal["none", "copy-content", "copy-collection", "move"]
-    windowDays: int | None = Field(default=None, ge=0, le=36_500,
+    windowDays: number(int, ge=0, le=36_500) | None = Field(default=None,
                                    description="completed at most this many days before the enrolment")
-    withinContextDates: bool = Field(default=False, description="completed between the context's start and end dates")
+    withinContextDates: StrictBool = Field(default=False, description="completed between the context's start and end dates")
 
 
 class ContextBody(BaseModel):
@@ -59,7 +59,11 @@ class Certificate(BaseModel):
     id: Id
     name: str | None = Field(default=None, max_length=1024)
     token: str | None = Field(default=None, max_length=1024)
-    lastIssuedOn: int | str | None = None
+    lastIssuedOn: Int | str | None = None
+
+
+class EraseBody(ScopeBody):
+    """The enrolment to erase; `userId`, if given, must be the path's."""
 
 
 class CertificateBody(ScopeBody):
@@ -75,6 +79,10 @@ class EnrolRequest(Envelope[EnrolBody]):
 
 
 class ScopeRequest(Envelope[ScopeBody]):
+    pass
+
+
+class EraseRequest(Envelope[EraseBody]):
     pass
 
 

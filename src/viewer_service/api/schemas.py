@@ -3,15 +3,44 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import orjson
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, field_validator
+from pydantic_core import PydanticCustomError
 
 # Ids: 1..256 characters, no control characters (they would corrupt CSV exports and cache keys).
 Id = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$")]
 MAX_DETAILS_BYTES = 65_536
+
+
+def _json_number(v: Any) -> Any:
+    # Pydantic's lax mode would store `true` as 1 and "55" as 55; a number must be a JSON number.
+    if isinstance(v, (bool, str)):
+        raise PydanticCustomError("number_type", "must be a JSON number, not a {kind}",
+                                  {"kind": "boolean" if isinstance(v, bool) else "string"})
+    return v
+
+
+def number(kind: type, **limits) -> Any:
+    """A JSON number field; limits go before the check so the JSON schema shows them."""
+    return Annotated[kind, Field(**limits), BeforeValidator(_json_number)]
+
+
+Int = number(int)
+Float = number(float)
+
+
+def _text(v: Any) -> Any:
+    # A number is epoch milliseconds (the Int branch); pydantic would also read one as seconds.
+    if not isinstance(v, str):
+        raise PydanticCustomError("datetime_type", "a time is epoch milliseconds or an ISO-8601 string")
+    return v
+
+
+IsoDateTime = Annotated[datetime, BeforeValidator(_text)]
+IsoDate = Annotated[date, BeforeValidator(_text)]
 
 
 class Params(BaseModel):
@@ -47,7 +76,7 @@ class ViewKeys(_Body):
     contextId: Id | None = None
     # The client's time of the event, epoch ms (or ISO-8601). Offline clients sync late;
     # this, not arrival, orders their events.
-    ts: int | datetime | None = Field(default=None, description="client time, epoch milliseconds")
+    ts: Int | IsoDateTime | None = Field(default=None, description="client time, epoch milliseconds")
 
     @field_validator("ts")
     @classmethod
@@ -58,14 +87,9 @@ class ViewKeys(_Body):
 def _details(v: Any) -> Any:
     if v is None:
         return v
-    try:
-        raw = orjson.dumps(v)
-    except TypeError:
-        raise ValueError("progressDetails holds a number that does not fit in 64 bits") from None
-    if len(raw) > MAX_DETAILS_BYTES:
+    # Numbers beyond 64 bits and NUL characters never get here (body.parse refuses them).
+    if len(orjson.dumps(v)) > MAX_DETAILS_BYTES:
         raise ValueError(f"progressDetails is larger than {MAX_DETAILS_BYTES} bytes")
-    if b"\\u0000" in raw:  # PostgreSQL's JSONB cannot store it
-        raise ValueError("progressDetails may not contain the NUL character")
     return v
 
 
@@ -76,8 +100,8 @@ class StartBody(ViewKeys):
 class UpdateBody(ViewKeys):
     progressDetails: dict[str, Any] | None = Field(
         default=None, validation_alias=AliasChoices("progressDetails", "progressdetails"))
-    progress: int | None = Field(default=None, ge=0, le=100)
-    timespent: float | None = Field(default=None, ge=0, description="seconds spent since the last update")
+    progress: number(int, ge=0, le=100) | None = None
+    timespent: number(float, ge=0) | None = Field(default=None, description="seconds spent since the last update")
 
     _check_details = field_validator("progressDetails")(classmethod(lambda cls, v: _details(v)))
 
@@ -85,7 +109,7 @@ class UpdateBody(ViewKeys):
 class EndBody(ViewKeys):
     progressDetails: dict[str, Any] | None = Field(
         default=None, validation_alias=AliasChoices("progressDetails", "progressdetails"))
-    timespent: float | None = Field(default=None, ge=0)
+    timespent: number(float, ge=0) | None = None
 
     _check_details = field_validator("progressDetails")(classmethod(lambda cls, v: _details(v)))
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from ..domain.errors import DomainError
+from ..domain.errors import DomainError, InvalidValue
 from ..services.enrolments import EnrolmentNotFound
 from .body import documented, parse, path_id
 from .enrolments import _msgid, scope_of
 from .envelope import envelope
 from .errors import msgid
-from .progress_schemas import ScopeRequest
+from .progress_schemas import EraseRequest, ScopeRequest
 
 router = APIRouter(prefix="/v1/summary", tags=["summaries"])
 
@@ -33,19 +33,31 @@ async def summary_read(request: Request):
     return envelope("api.summary.read", found, msgid=_msgid(request, body))
 
 
-@router.delete("/delete/{userId}", openapi_extra=documented(ScopeRequest),
+def _erase_all(request: Request) -> bool:
+    """`?all` or `?all=true` erases everything; any other value is refused, never taken as a yes or
+    a no: this is the most destructive call of the API."""
+    values = request.query_params.getlist("all")
+    if not values:
+        return False
+    if any(v.lower() not in ("", "true") for v in values):
+        raise InvalidValue("all takes no value or true (to erase one enrolment, omit it and name it in the body)",
+                          "all")
+    return True
+
+
+@router.delete("/delete/{userId}", openapi_extra=documented(EraseRequest),
                summary="Erase a learner's data: all enrolments (?all) or the one named in the body")
 async def summary_delete(request: Request, userId: str):
     app = request.app.state.app
     user = app.user_for(request, path_id(userId, "userId"))
     principal = app.auth.authenticate(request.headers) if app.settings.auth != "none" else None
     by = principal.user_id if principal is not None else None
-    if "all" in request.query_params:
+    if _erase_all(request):
         counts = await app.erase.erase(user, None, by)
         return envelope("api.summary.delete", {"erased": counts}, msgid=msgid(request))
     if not await request.body():
         raise DomainError("name the enrolment to erase in the body, or erase all with ?all", "request.collectionId")
-    body = await parse(request, ScopeRequest)
+    body = await parse(request, EraseRequest)
     b = body.request
     if b.userId is not None and b.userId != user:
         raise DomainError("the body's userId differs from the path's", "request.userId")

@@ -14,6 +14,7 @@ from ..domain.sunbird import SunbirdError, data_type, invalid, missing, parse_da
 from ..services.sunbird import AssessmentState, ContentState
 from ..services.views import MIN_TS
 from .auth import AuthError, subject_user
+from .body import unstorable
 from .envelope import envelope
 from .errors import msgid
 from .schemas import _details
@@ -60,6 +61,11 @@ async def _body(request: Request, *, optional: bool = False) -> dict:
     raw = await request.body()
     if optional and not raw.strip():
         return {}
+    bad = unstorable(raw)
+    if bad:  # a number beyond 64 bits, NaN, the NUL character: the same answer on both backends
+        path, why = bad
+        field = ".".join(map(str, path))
+        raise SunbirdError("INVALID_PARAMETER_VALUE", f"Invalid value for parameter {field}: {why}.", field)
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError:

@@ -14,3 +14,7 @@ class DomainError(Exception):
 class ViewNotStarted(DomainError):
     status = 404
     code = "VIEW_NOT_STARTED"
+
+
+class InvalidValue(DomainError):
+    code = "INVALID_VALUE"

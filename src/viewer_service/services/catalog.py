@@ -15,27 +15,19 @@ from urllib.parse import quote
 import httpx
 import orjson
 from pydantic_core import from_json
-from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..adapters.db import collections as repo, progress as progress_repo
 from ..adapters.db.engine import reader
 from ..clock import now_ms
 from ..domain.collections import Collection, InvalidCollection, from_hierarchy
-from .views import Unavailable
+from .views import _translate as _db_error
 
 log = logging.getLogger(__name__)
 
 CACHE_TTL_SECONDS = 5.0  # how long another process's PUT may go unseen here
 CACHE_MAX_ENTRIES = 256  # documents can be large; the hot set of courses is small
 FETCH_TIMEOUT_SECONDS = 5.0
-
-
-def _db_error(e: Exception) -> Exception:
-    if isinstance(e, (OperationalError, InterfaceError, OSError, TimeoutError)) or \
-            getattr(e, "connection_invalidated", False):
-        return Unavailable(str(e).splitlines()[0] if str(e) else type(e).__name__)
-    return e
 
 
 class Catalog:

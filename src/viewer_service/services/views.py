@@ -6,13 +6,13 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 
-from sqlalchemy.exc import DBAPIError, DataError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .. import metrics
 from ..adapters.cache.base import ScopeCache
 from ..adapters.db import views as repo
-from ..adapters.db.engine import reader
+from ..adapters.db.engine import is_unavailable, reader, sqlstate as _sqlstate
 from ..batching import Batcher
 from ..clock import now_ms
 from ..domain.errors import DomainError
@@ -51,11 +51,6 @@ def _entry(v: ContentView) -> dict:
         "max_score": v.best_max_score,
         "attempts": v.attempts,
     }
-
-
-def _sqlstate(e: Exception) -> str:
-    orig = getattr(e, "orig", None)
-    return str(getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None) or "")
 
 
 def _retryable(e: Exception) -> bool:
@@ -119,7 +114,7 @@ class ViewService:
         try:
             results, touched = await self._commit(ops)
         except Exception as e:
-            if len(ops) == 1 or not isinstance(e, DBAPIError) or isinstance(e, OperationalError):
+            if len(ops) == 1 or not isinstance(e, DBAPIError) or is_unavailable(e):
                 raise _translate(e) from e
             # One bad write must not sink the others: isolate it.
             results, touched = [], {}
@@ -296,10 +291,13 @@ def _translate(e: Exception) -> Exception:
         return e
     if isinstance(e, (DataError, IntegrityError)) or _sqlstate(e).startswith("22"):  # class 22: data exception
         return DomainError("the database refused a value of this request", "request")
-    if isinstance(e, (OperationalError, InterfaceError, OSError, TimeoutError)) or \
-            getattr(e, "connection_invalidated", False):
-        return Unavailable(str(e).splitlines()[0] if str(e) else type(e).__name__)
+    if is_unavailable(e):
+        return unavailable(e)
     return e  # anything else is a bug: a logged 500
+
+
+def unavailable(e: BaseException) -> Unavailable:
+    return Unavailable(str(e).splitlines()[0] if str(e) else type(e).__name__)
 
 
 translate_db_error = _translate  # the public name, for the other services
