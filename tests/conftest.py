@@ -129,7 +129,7 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "mode(name): run on an instance in this context mode (tests/test_modes.py)")
 
 
-async def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02):
+async def wait_until(predicate, timeout: float = 30.0, interval: float = 0.02):
     """Poll an async predicate (no timing assertions: only bounded waiting)."""
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout

@@ -22,7 +22,7 @@ def _env(**kw) -> dict:
     return env
 
 
-async def _wait_healthy(base: str, proc: subprocess.Popen, timeout: float = 30) -> None:
+async def _wait_healthy(base: str, proc: subprocess.Popen, timeout: float = 90) -> None:
     end = time.monotonic() + timeout
     async with httpx.AsyncClient() as c:
         while time.monotonic() < end:
