@@ -134,6 +134,26 @@ def measure(args, wrk: Wrk, env: dict, log: Path, label: str, cleanup: Cleanup, 
     return out
 
 
+def after_only(args, learners: int, hot: int, outdir: Path, started) -> int:
+    """The 'after' phase alone, on a database an interrupted run left archived (its sizes too)."""
+    from run import _pg_url
+    cleanup = Cleanup()
+    url = _pg_url(args.pg_url, args.after_only)
+    result = {"sizes_now": sizes(url)}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIEWER_")}
+    prefix = RedisPrefix(args.redis_url)
+    env.update(VIEWER_BENCH_FLOOR="true", VIEWER_DATABASE_URL=url, VIEWER_REDIS_URL=args.redis_url,
+               VIEWER_WORKER_IN_SERVE="false", VIEWER_REDIS_PREFIX=prefix.prefix)
+    cleanup.push(f"redis keys {prefix.prefix}*", prefix.delete)
+    try:
+        wrk = Wrk("wrk", args.threads, args.connections, 10, False, outdir / "wrk.log", cleanup)
+        result["after"] = measure(args, wrk, env, outdir / "after.server.log", "after", cleanup, hot, learners)
+    finally:
+        cleanup.run()
+    print(json.dumps(result, indent=1))
+    return 0
+
+
 def du(path: str) -> int:
     return sum(f.stat().st_size for f in Path(path).rglob("*.parquet"))
 
@@ -152,6 +172,7 @@ def main(argv=None) -> int:
     p.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     p.add_argument("--check", action="store_true", help="generate, archive and measure sizes only (no servers, no wrk)")
+    p.add_argument("--after-only", metavar="DBNAME", help="measure the 'after' phase on an existing archived database")
     args = p.parse_args(argv)
     learners = args.rows // args.contents
     hot = int(learners * args.hot_fraction)
@@ -160,6 +181,8 @@ def main(argv=None) -> int:
     outdir.mkdir(parents=True, exist_ok=True)
     cleanup = Cleanup()
     result: dict = {"rows": args.rows, "learners": learners, "hot_learners": hot, "contents": args.contents}
+    if args.after_only:
+        return after_only(args, learners, hot, outdir, started)
     try:
         db = PgDatabase(args.pg_url)
         db.create()

@@ -378,3 +378,36 @@ async def test_reports_count_archived_scores_and_access_times(client, env, db_ur
     assert after[0] == before[0], (after[0], before[0])
     assert after[1] == before[1], (after[1], before[1])
     assert after[2] == before[2], (after[2], before[2])
+async def test_a_learner_writing_during_the_archive_keeps_the_scope_hot_until_the_next_run(client, env, db_url,
+                                                                                          tmp_path):
+    c, root = client, str(tmp_path / "arch")
+    await _fill(c, ["w1", "w2"])
+    proc = subprocess.Popen([BIN, "archive", "--completed-before", "2025-06-01", "--dir", root],
+                            env={**env, "VIEWER_ARCHIVE_PAUSE_BEFORE_COMMIT": "4"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        async def pending_written():
+            return any(ch.state == "pending" and all(os.path.exists(os.path.join(ch.dir, f)) for f in ch.files)
+                       for ch in await _journal(db_url))
+        assert await wait_until(pending_written, 60, 0.05)
+        # w1 comes back between the files and the transaction: its rows changed.
+        st, body = await post(c, "/v1/view/update", userId="w1", collectionId="course-k", contentId="a",
+                              progress=100, progressDetails={"p": "again"})
+        assert st == 200, body
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+    assert proc.returncode == 0, err
+    assert "archived 1 enrolments: 2 consumption rows" in out and "1 skipped" in out
+    hot, arc = await _rows_by_user(db_url)
+    assert hot == {("w1", "a"), ("w1", "b")} and arc == {("w2", "a"), ("w2", "b")}
+    assert file_users(root) == {"w2"}  # w1's stale copy was dropped from the files
+    assert (await view_read(c, "w1", "course-k", "a"))["a"]["progressDetails"] == {"p": "again"}
+    out = cli(env, "archive", "--completed-before", "2025-06-01", "--dir", root)
+    assert out.returncode == 0 and "archived 1 enrolments: 2 consumption rows" in out.stdout, out
+    assert file_users(root) == {"w1", "w2"}
+    out = cli(env, "archive", "restore", "--user", "w1")
+    assert out.returncode == 0, out.stderr
+    assert (await view_read(c, "w1", "course-k", "a"))["a"]["progressDetails"] == {"p": "again"}
