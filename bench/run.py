@@ -470,6 +470,7 @@ def run_config(args, stack: str, workers: int, outdir: Path, wrk_exe: str,
     res.log_path = os.path.relpath(log_path, ROOT)
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIEWER_")}
     env["VIEWER_BENCH_FLOOR"] = "true"
+    env.update(kv.split("=", 1) for kv in args.server_env)
     migrate = False
     db = prefix = None
     try:
@@ -857,7 +858,12 @@ def parse_args(argv=None):
     p.add_argument("--diag", action="store_true",
                    help="count every response by endpoint and status in Lua (costs client CPU; for debugging)")
     p.add_argument("--out", default=str(RESULTS), help="directory for the report, JSON and logs")
+    p.add_argument("--server-env", action="append", default=[], metavar="VIEWER_X=VALUE",
+                   help="an environment variable for the server (repeatable), e.g. VIEWER_METRICS=false")
     a = p.parse_args(argv)
+    for kv in a.server_env:
+        if "=" not in kv:
+            p.error(f"--server-env needs NAME=VALUE, got {kv!r}")
     q = a.quick
     a.duration = a.duration if a.duration is not None else (5 if q else 15)
     a.repeats = a.repeats if a.repeats is not None else (1 if q else 3)

@@ -25,6 +25,9 @@ MONTH, THREE_MONTHS = 30 * DAY, 91 * DAY
 SDA, DDA, TDA = "single-digit-addition", "double-digit-addition", "triple-digit-addition"
 C1, C2 = "class-1-maths", "class-2-maths"
 SEED_RULE = {"windowDays": 90, "withinContextDates": True}
+# The copy tables run with no worker: every row must hold from the writes' own transactions,
+# with no waiting between a write and the read (issue 12).
+NO_WORKER = pytest.mark.settings(worker_in_serve=False)
 
 
 # -- instances in content and collection mode: each has its own database -----------------------
@@ -309,6 +312,7 @@ def t0() -> int:
     return now_ms() - 300 * DAY
 
 
+@NO_WORKER
 async def test_copy_content_entry_in_db(client, rahul, t0):
     b1 = await copy_story(client, rahul, "copy-content", t0)
     assert await opens(client, rahul, SDA) == COMPLETE
@@ -321,11 +325,13 @@ async def test_copy_content_entry_in_db(client, rahul, t0):
     assert await opens(client, rahul, TDA, C1, b1) == NOT_STARTED
 
 
+@NO_WORKER
 async def test_copy_content_1_in_course_while_batch_active(client, rahul, t0):
     b1 = await copy_story(client, rahul, "copy-content", t0)
     assert await opens(client, rahul, SDA, C1, b1) == COMPLETE
 
 
+@NO_WORKER
 async def test_copy_content_2_after_search(client, rahul, t0):
     await copy_story(client, rahul, "copy-content", t0)
     assert await opens(client, rahul, SDA) == COMPLETE
@@ -333,6 +339,7 @@ async def test_copy_content_2_after_search(client, rahul, t0):
 
 @pytest.mark.parametrize("after, expected", [(MONTH, COMPLETE), (THREE_MONTHS, NOT_STARTED)],
                          ids=["3-after-1-month", "4-after-3-months"])
+@NO_WORKER
 async def test_copy_content_3_4_rejoined_batch_2(client, rahul, t0, after, expected):
     b1 = await copy_story(client, rahul, "copy-content", t0)
     rejoin = t0 + after  # batch-1 ended at t0 + 20 days
@@ -342,16 +349,28 @@ async def test_copy_content_3_4_rejoined_batch_2(client, rahul, t0, after, expec
     assert await opens(client, rahul, SDA, C1, f"{b1}-2") == expected
 
 
+@NO_WORKER
 async def test_copy_content_5_course_content_after_search(client, rahul, t0):
     await copy_story(client, rahul, "copy-content", t0)
     assert await opens(client, rahul, DDA) == NOT_STARTED
 
 
-async def test_copy_content_6_organic_completion_while_enrolled(client, app, rahul, t0):
+@NO_WORKER
+async def test_copy_content_6_organic_completion_while_enrolled(client, rahul, t0):
+    b1 = await copy_story(client, rahul, "copy-content", t0)
+    assert await opens(client, rahul, TDA, C1, b1) == NOT_STARTED  # and now in the cache
+    await complete(client, rahul, TDA, ts=t0 + 5 * DAY)
+    carried = await status(client, rahul, TDA, C1, b1, fields=["provenance"])  # at once: no worker runs
+    assert carried["status"] == COMPLETE and carried["lastCompletedTime"] == t0 + 5 * DAY
+    p = carried["provenance"]
+    assert (p["mode"], p["trigger"], p["from"]) == ("copy-content", "completion", {"collectionId": TDA, "contextId": TDA})
+
+
+async def test_copy_content_6_the_enrolment_completes_through_the_worker(client, app, rahul, t0):
     b1 = await copy_story(client, rahul, "copy-content", t0)
     await complete(client, rahul, TDA, ts=t0 + 5 * DAY)
-    assert await wait_until(lambda: _opens_as(client, rahul, TDA, C1, b1, COMPLETE))
     assert await wait_until(lambda: _enrolment_status(app, rahul, C1, b1, COMPLETE))
+    assert await wait_until(lambda: _events(app, rahul, C1, 1))  # one completion event, not one per carry
 
 
 async def _opens_as(client, user, content, collection, ctx, expected) -> bool:
@@ -360,6 +379,7 @@ async def _opens_as(client, user, content, collection, ctx, expected) -> bool:
 
 # -- Copy collection mode ---------------------------------------------------------------------
 
+@NO_WORKER
 async def test_copy_collection_entry_in_db(client, rahul, t0):
     b1 = await copy_story(client, rahul, "copy-collection", t0, also_c2=True)
     assert await opens(client, rahul, SDA) == COMPLETE
@@ -372,11 +392,13 @@ async def test_copy_collection_entry_in_db(client, rahul, t0):
     assert copied["provenance"]["from"] == {"collectionId": C1, "contextId": b1}
 
 
+@NO_WORKER
 async def test_copy_collection_1_organic_content_in_course(client, rahul, t0):
     b1 = await copy_story(client, rahul, "copy-collection", t0, also_c2=True)
     assert await opens(client, rahul, SDA, C1, b1) == NOT_STARTED
 
 
+@NO_WORKER
 async def test_copy_collection_2_after_search(client, rahul, t0):
     await copy_story(client, rahul, "copy-collection", t0, also_c2=True)
     assert await opens(client, rahul, SDA) == COMPLETE
@@ -384,6 +406,7 @@ async def test_copy_collection_2_after_search(client, rahul, t0):
 
 @pytest.mark.parametrize("after, expected", [(MONTH, COMPLETE), (THREE_MONTHS, NOT_STARTED)],
                          ids=["3-after-1-month", "4-after-3-months"])
+@NO_WORKER
 async def test_copy_collection_3_4_rejoined_batch_2(client, rahul, t0, after, expected):
     b1 = await copy_story(client, rahul, "copy-collection", t0, also_c2=True)
     rejoin = t0 + 2 * DAY + after  # after double-digit-addition was completed in batch-1
@@ -393,17 +416,41 @@ async def test_copy_collection_3_4_rejoined_batch_2(client, rahul, t0, after, ex
     assert await opens(client, rahul, DDA, C1, f"{b1}-2") == expected
 
 
+@NO_WORKER
 async def test_copy_collection_5_course_content_after_search(client, rahul, t0):
     await copy_story(client, rahul, "copy-collection", t0, also_c2=True)
     assert await opens(client, rahul, DDA) == NOT_STARTED
 
 
+@NO_WORKER
 async def test_copy_collection_6_organic_completion_while_enrolled(client, rahul, t0):
     b1 = await copy_story(client, rahul, "copy-collection", t0, also_c2=True)
+    assert await opens(client, rahul, TDA, C1, b1) == NOT_STARTED  # and now in the cache
     await complete(client, rahul, TDA, ts=t0 + 5 * DAY)
-    assert await wait_until(lambda: _opens_as(client, rahul, TDA, C1, b1, COMPLETE))
+    carried = await status(client, rahul, TDA, C1, b1, fields=["provenance"])  # at once: no worker runs
+    assert carried["status"] == COMPLETE
+    assert (carried["provenance"]["trigger"], carried["provenance"]["from"]) == \
+        ("completion", {"collectionId": TDA, "contextId": TDA})
+    assert await opens(client, rahul, TDA, C2, b1) == NOT_STARTED  # class-2-maths does not have it
 
 
+@NO_WORKER
+async def test_copy_collection_a_completion_in_one_course_reaches_the_other_at_once(client, rahul, t0):
+    """Not only organic: completing dda in class-1-maths copies it into class-2-maths, enrolled
+    earlier, in the same transaction (docs/modes.md)."""
+    await put_collection(client, C1, leafNodes=[SDA, DDA])
+    await put_collection(client, C2, leafNodes=[SDA, DDA])
+    b1 = f"{rahul}-batch-1"
+    await context(client, b1, [C1, C2], carry={"mode": "copy-collection"})
+    await enrol(client, rahul, C1, b1, t0)
+    await enrol(client, rahul, C2, b1, t0)
+    await complete(client, rahul, DDA, C1, b1, ts=t0 + DAY)
+    p = (await status(client, rahul, DDA, C2, b1, fields=["provenance"]))["provenance"]
+    assert p["from"] == {"collectionId": C1, "contextId": b1} and p["trigger"] == "completion"
+    assert await opens(client, rahul, SDA, C2, b1) == NOT_STARTED
+
+
+@NO_WORKER
 async def test_copy_collection_7_in_the_other_course(client, rahul, t0):
     b1 = await copy_story(client, rahul, "copy-collection", t0, also_c2=True)
     assert await opens(client, rahul, DDA, C2, b1) == COMPLETE
@@ -521,17 +568,55 @@ async def test_instance_default_applies_to_contexts_without_their_own_rule(clien
     assert await opens(client, rahul, "a", "course-d", late) == NOT_STARTED
 
 
-async def test_completions_racing_an_enrolment_are_all_carried(client, app, rahul, t0):
-    """Whichever commits first, every qualifying completion ends up copied (services/carry.py)."""
+@NO_WORKER
+async def test_completions_racing_enrolments_are_carried_once_and_at_once(client, app, rahul, t0):
+    """Completions and enrolments of one learner, concurrently, round after round, with no worker:
+    once all have answered, every completion is in every enrolment, exactly once, with provenance
+    (an enrolment's pull and a completion's are serialised per learner: services/carry.py)."""
+    leaves = [f"c{i}" for i in range(6)]
+    await put_collection(client, "course-r", leafNodes=leaves)
+    for n in range(10):
+        user = f"{rahul}-{n}"
+        ctxs = [f"{user}-b{i}" for i in range(2)]
+        for ctx in ctxs:
+            await context(client, ctx, ["course-r"], carry={"mode": "copy-content"})
+        enrolled = await asyncio.gather(*(enrol(client, user, "course-r", ctx, t0) for ctx in ctxs),
+                                        *(complete(client, user, c, ts=t0 + DAY) for c in leaves))
+        for ctx, result in zip(ctxs, enrolled):
+            read = {c: await status(client, user, c, "course-r", ctx, fields=["provenance"]) for c in leaves}
+            assert {c: r["status"] for c, r in read.items()} == dict.fromkeys(leaves, COMPLETE), (n, ctx)
+            by_trigger = {c: r["provenance"]["trigger"] for c, r in read.items()}
+            # What the enrolment carried it lists; the rest the completions carried: none twice.
+            assert sorted(result["carried"]) == sorted(c for c, t in by_trigger.items() if t == "enrol"), (n, ctx)
+            assert set(by_trigger.values()) <= {"enrol", "completion"}
+            assert all(r["provenance"]["from"] == {"collectionId": c, "contextId": c} for c, r in read.items())
+            rows = await _stored_rows(app, user, "course-r", ctx)
+            assert sorted(r.content_id for r in rows) == leaves  # one row per content
+            assert all(r.carried_from is not None and r.view_count == 0 for r in rows)
+
+
+async def _stored_rows(app, user, collection, ctx):
+    import sqlalchemy as sa
+
+    from viewer_service.adapters.db.tables import user_content_consumption as ucc
+
+    async with app.state.app.views.reader.connect() as conn:
+        return (await conn.execute(sa.select(ucc).where(ucc.c.user_id == user, ucc.c.collection_id == collection,
+                                                        ucc.c.context_id == ctx))).all()
+
+
+async def test_completions_racing_an_enrolment_complete_it(client, app, rahul, t0):
+    """With the worker: the enrolment completes, once."""
     leaves = [f"c{i}" for i in range(12)]
     await put_collection(client, "course-r", leafNodes=leaves)
     await context(client, f"{rahul}-b", ["course-r"], carry={"mode": "copy-content"})
     ts = now_ms() - 60_000
     await asyncio.gather(enrol(client, rahul, "course-r", f"{rahul}-b", ts - 1),
                          *(complete(client, rahul, c, ts=ts) for c in leaves))
-    assert await wait_until(lambda: _enrolment_status(app, rahul, "course-r", f"{rahul}-b", COMPLETE))
     s = await summary(client, rahul, "course-r", f"{rahul}-b")
-    assert s["contentOrigin"] == {c: "carried" for c in leaves} and s["progress"] == 100
+    assert s["contentOrigin"] == {c: "carried" for c in leaves}
+    assert await wait_until(lambda: _enrolment_status(app, rahul, "course-r", f"{rahul}-b", COMPLETE))
+    assert await wait_until(lambda: _events(app, rahul, "course-r", 1))
 
 
 async def test_move_keeps_a_completed_enrolment_and_copies_from_it(client, app, rahul):
@@ -610,18 +695,20 @@ async def test_rejoining_a_moved_from_batch_starts_it_afresh(client, app, move_s
 @pytest.mark.settings(worker_in_serve=False)
 async def test_a_separate_worker_process_carries_and_the_serving_cache_shows_it(
         client, app, rahul, pg_url, redis_server, settings, shared_cache, t0):
-    """Continuous copy by a `viewer-service worker` process: the serving process's cache must show
-    the carried row, whether the worker updates the shared cache itself or, without Redis, leaves
-    repair marks for the serving process."""
+    """Continuous copy by a `viewer-service worker` process, the safety net for what a write could
+    not carry: here a content the learner completed while enrolled, added to the course later. The
+    serving process's cache must show the carried row, whether the worker updates the shared cache
+    itself or, without Redis, leaves repair marks for the serving process."""
     import subprocess
 
     from test_cli import BIN, _env
 
-    await put_collection(client, "course-w", leafNodes=["a", "b"])
+    await put_collection(client, "course-w", leafNodes=["b"])
     await context(client, f"{rahul}-b", ["course-w"], carry={"mode": "copy-content"})
     await enrol(client, rahul, "course-w", f"{rahul}-b", t0)
+    await complete(client, rahul, "a", ts=t0 + DAY)  # organic, while enrolled: not in the course yet
+    await put_collection(client, "course-w", leafNodes=["a", "b"])
     assert await opens(client, rahul, "a", "course-w", f"{rahul}-b") == NOT_STARTED  # now cached
-    await complete(client, rahul, "a", ts=t0 + DAY)  # organic, while enrolled
     env = _env(VIEWER_DATABASE_URL=pg_url, VIEWER_EVENT_SINK="none", VIEWER_WORKER_POLL_SECONDS="0.05")
     if shared_cache:
         env.update(VIEWER_REDIS_URL=redis_server.url, VIEWER_REDIS_PREFIX=settings.redis_prefix)
@@ -635,3 +722,30 @@ async def test_a_separate_worker_process_carries_and_the_serving_cache_shows_it(
     assert b"Traceback" not in err, err.decode()[-2000:]
     p = (await status(client, rahul, "a", "course-w", f"{rahul}-b", fields=["provenance"]))["provenance"]
     assert (p["mode"], p["trigger"]) == ("copy-content", "completion")
+
+
+@NO_WORKER  # only the requests' own statements are counted
+async def test_only_a_completing_write_looks_for_carry_targets(client, app, rahul):
+    """Plain updates cost nothing extra: the learner's enrolments are read only by a write that
+    completes a content, and once per write batch."""
+    from sqlalchemy import event
+
+    seen: list[str] = []
+    engine = app.state.app.views.engine.sync_engine
+
+    def record(conn, cursor, statement, *args):
+        seen.append(statement)
+
+    await post(client, "/v1/view/start", userId=rahul, contentId="a")
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        st, body = await post(client, "/v1/view/update", userId=rahul, contentId="a", progress=50)
+        assert st == 200, body
+        updates = list(seen)
+        st, body = await post(client, "/v1/view/end", userId=rahul, contentId="a")
+        assert st == 200, body
+        ends = seen[len(updates):]
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert updates and not any("enrolment" in q for q in updates)
+    assert sum("FROM enrolment" in q for q in ends) == 1

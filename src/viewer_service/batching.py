@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
+
+from . import metrics
 
 log = logging.getLogger(__name__)
 
@@ -15,8 +18,10 @@ Handler = Callable[[Sequence[Any]], Awaitable[Sequence[Any]]]
 
 
 class Batcher:
-    def __init__(self, handler: Handler, max_batch: int = 256, flushers: int = 1):
+    def __init__(self, handler: Handler, max_batch: int = 256, flushers: int = 1, name: str = "batch"):
         self._handler = handler
+        self._size = metrics.BATCH_SIZE.labels(name)  # observed once per batch
+        self._seconds = metrics.BATCH_SECONDS.labels(name)
         self._max = max_batch
         self._flushers = flushers
         self._queue: asyncio.Queue = asyncio.Queue()
@@ -37,11 +42,14 @@ class Batcher:
             batch = [await self._queue.get()]
             while len(batch) < self._max and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
+            start = time.perf_counter()
             try:
                 results = await self._handler([item for item, _ in batch])
             except Exception as e:  # the whole batch failed: every caller hears why
                 log.warning("batch of %d failed: %r", len(batch), e)
                 results = [e] * len(batch)
+            self._seconds.observe(time.perf_counter() - start)
+            self._size.observe(len(batch))
             for (_, fut), r in zip(batch, results):
                 if fut.done():  # the caller went away; the write itself still happened
                     continue

@@ -1,11 +1,15 @@
-"""`viewer-service serve | worker | db upgrade | db migrate-mode`."""
+"""viewer-service: learners' content progress, assessment scores and collection progress.
+
+Configuration comes from VIEWER_* environment variables (README.md, "Configuration")."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
+from . import __version__
 from .config import Settings
 
 
@@ -28,9 +32,34 @@ def _serve(args: argparse.Namespace) -> int:
     if mismatch:
         print(f"viewer-service: {mismatch}", file=sys.stderr)
         return 2
-    uvicorn.run("viewer_service.api.app:create_app", factory=True, host=args.host, port=args.port,
-                workers=args.workers, log_level=args.log_level, access_log=False)
+    from . import logs
+
+    scratch = _multiprocess_metrics_dir() if args.workers > 1 and settings.metrics else None
+    try:
+        uvicorn.run("viewer_service.api.app:create_app", factory=True, host=args.host, port=args.port,
+                    workers=args.workers, log_level=args.log_level, access_log=False,
+                    log_config=logs.config(settings.log_format, args.log_level))
+    finally:
+        if scratch:
+            import shutil
+
+            shutil.rmtree(scratch, ignore_errors=True)
     return 0
+
+
+def _multiprocess_metrics_dir() -> str | None:
+    """Several serving processes share their metrics through files in PROMETHEUS_MULTIPROC_DIR
+    (set before they start). Returns the directory made for this run, to be removed after it."""
+    from .metrics import MULTIPROC_ENV, prepare_multiprocess_dir
+
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        prepare_multiprocess_dir(given)
+        return None
+    import tempfile
+
+    os.environ[MULTIPROC_ENV] = made = tempfile.mkdtemp(prefix="viewer-metrics-")
+    return made
 
 
 def _mode_mismatch(settings: Settings) -> str | None:
@@ -86,7 +115,16 @@ def _worker(args: argparse.Namespace) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await background.start()
-        logging.getLogger(__name__).info("worker %s running", background.worker.worker_id)
+        if args.metrics_port:
+            from prometheus_client import start_http_server
+
+            start_http_server(args.metrics_port, args.metrics_host)
+        logging.getLogger(__name__).info("viewer-service %s worker %s running: backend=%s cache=%s context_mode=%s "
+                                         "carry_forward=%s metrics=%s", __version__, background.worker.worker_id,
+                                         "sqlite" if settings.is_sqlite else "postgresql",
+                                         "redis" if settings.redis_url else "none", settings.context_mode,
+                                         settings.carry_forward,
+                                         f"{args.metrics_host}:{args.metrics_port}" if args.metrics_port else "off")
         try:
             await stop.wait()
         finally:
@@ -145,30 +183,57 @@ def _migrate_mode(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    p = argparse.ArgumentParser(prog="viewer-service", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("serve", help="run the HTTP service")
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8080)
-    s.add_argument("--workers", type=int, default=1)
+class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows every option's default, and keeps the descriptions' line breaks."""
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="viewer-service", description=__doc__, formatter_class=_Help)
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(parent, name: str, help_: str, description: str | None = None) -> argparse.ArgumentParser:
+        return parent.add_parser(name, help=help_, description=description or help_, formatter_class=_Help)
+
+    s = command(sub, "serve", "run the HTTP service (in the foreground; Ctrl-C stops it)")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    s.add_argument("--port", type=int, default=8080, help="port to listen on")
+    s.add_argument("--workers", type=int, default=1,
+                   help="serving processes; above 1 needs PostgreSQL and Redis (VIEWER_DATABASE_URL, VIEWER_REDIS_URL)")
     s.add_argument("--migrate", action="store_true", help="apply migrations first (always done on SQLite)")
-    s.add_argument("--log-level", default="info")
+    s.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
+                   help="least severe log level printed (VIEWER_LOG_FORMAT=json for JSON lines)")
     s.set_defaults(func=_serve)
-    w = sub.add_parser("worker", help="run the aggregation worker and the event dispatcher (any number of them)")
+    w = command(sub, "worker", "run the aggregation worker and the event dispatcher (any number of them; "
+                               "in the foreground)")
     w.add_argument("--migrate", action="store_true", help="apply migrations first")
+    w.add_argument("--metrics-port", type=int, default=0,
+                   help="serve this worker's Prometheus metrics on this port (0: off)")
+    w.add_argument("--metrics-host", default="127.0.0.1", help="address for --metrics-port")
     w.set_defaults(func=_worker)
-    d = sub.add_parser("db", help="database commands")
-    dsub = d.add_subparsers(dest="db_command", required=True)
-    u = dsub.add_parser("upgrade", help="apply schema migrations")
-    u.add_argument("revision", nargs="?", default="head")
+    d = command(sub, "db", "database commands: upgrade, migrate-mode")
+    dsub = d.add_subparsers(dest="db_command", metavar="DB_COMMAND", required=True)
+    u = command(dsub, "upgrade", "apply schema migrations")
+    u.add_argument("revision", nargs="?", default="head", help="the Alembic revision to upgrade to")
     u.set_defaults(func=_db)
-    m = dsub.add_parser("migrate-mode", help="convert the stored progress to another context mode "
-                                             "(stop every serve and worker first)")
-    m.add_argument("mode", choices=["strict", "content", "collection"])
+    m = command(dsub, "migrate-mode", "convert the stored progress to another context mode "
+                                      "(stop every serve and worker first)")
+    m.add_argument("mode", choices=["strict", "content", "collection"],
+                   help="the mode to convert to (set VIEWER_CONTEXT_MODE to it too)")
     m.set_defaults(func=_migrate_mode)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from . import logs
+
+    fmt = os.environ.get("VIEWER_LOG_FORMAT", "text").lower()
+    logs.configure("json" if fmt == "json" else "text")
+    p = parser()
     args = p.parse_args(argv)
+    if args.command is None:  # no command: say what there is
+        p.print_help()
+        return 0
     from pydantic import ValidationError
 
     try:

@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     download_dir: str = "./viewer-downloads"
     download_expiry_seconds: int = 3600
 
+    # Operations (docs/operations.md): Prometheus metrics at /metrics, log format, one log line per request.
+    metrics: bool = True
+    log_format: Literal["text", "json"] = "text"
+    access_log: bool = True
+
     # lms-service's /private/ routes (docs/sunbird.md): they trust the body's user, for callers
     # inside the gateway only. False for a service reachable without that gateway.
     private_routes: bool = True

@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from . import metrics
 from .adapters.db import carry as carry_repo, collections as collections_repo, outbox, progress as repo
 from .adapters.db.views import load_scope, mark_dirty
 from .clock import now_ms
@@ -29,6 +31,7 @@ from .services.catalog import Catalog
 
 log = logging.getLogger(__name__)
 PURGE_INTERVAL_SECONDS = 60.0
+_DONE, _DEFERRED, _FAILED = (metrics.RECOMPUTES.labels(r) for r in ("done", "deferred", "failed"))
 
 
 class AggregationWorker(PollingLoop):
@@ -59,9 +62,17 @@ class AggregationWorker(PollingLoop):
             claims = await repo.claim(conn, self.worker_id, self.clock(), self.lease_ms, self.batch)
         emitted = False
         for c in claims:
+            start, deferred = time.perf_counter(), self.deferred
             try:
                 emitted |= await self._recompute(c)
+                if self.deferred == deferred:
+                    _DONE.inc()
+                    if c.marked_at is not None:
+                        metrics.COMPLETION_LAG.observe(max(0.0, (self.clock() - c.marked_at) / 1000))
+                else:
+                    _DEFERRED.inc()
             except Exception as e:  # noqa: BLE001 - one scope must never stop the others
+                _FAILED.inc()
                 log.warning("recompute of %s failed (attempt %d): %r", c.scope, c.attempts, e)
                 backoff = min(self.retry_ms, 100 * 2 ** min(c.attempts, 20))
                 try:
@@ -69,6 +80,7 @@ class AggregationWorker(PollingLoop):
                         await repo.defer(conn, c, self.worker_id, self.clock() + backoff)
                 except Exception:  # noqa: BLE001 - the lease expires and another round retries
                     pass
+            metrics.RECOMPUTE_SECONDS.observe(time.perf_counter() - start)
         if emitted and self.on_events:
             self.on_events()
         return len(claims)

@@ -14,6 +14,7 @@ from starlette.responses import Response
 from ..adapters.cache.memory import MemoryCache
 from ..adapters.cache.redis import RedisCache
 from ..adapters.db.engine import make_engine
+from .. import __version__, metrics
 from ..config import Settings
 from ..services.assessments import AssessmentService
 from ..services.carry import Carry
@@ -31,6 +32,7 @@ from .body import install_openapi
 from .auth import AuthError, Authenticator, resolve_user
 from .body_guard import BodyGuard
 from .envelope import envelope
+from .observe import Observe
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         engine = make_engine(settings.database_url, settings.db_pool_size)
+        if settings.metrics:
+            metrics.instrument_pool(engine)
         try:
             await ensure_mode(engine, settings.context_mode)
         except ModeMismatch:
@@ -90,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await service.start()
         catalog = Catalog(engine, fetch_url=settings.catalog_url, max_document_bytes=settings.max_body_bytes)
         carry = Carry(settings.context_mode, settings.carry_rule, catalog)
+        service.carry = carry  # a write completing a content carries it in its transaction
         assessments_ = AssessmentService(engine, service, catalog, max_events=settings.max_assess_events,
                                          carry=carry, max_batch=settings.write_batch_max,
                                          flushers=1 if settings.is_sqlite else settings.write_flushers)
@@ -110,6 +115,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                    assessments_,
                                    SunbirdService(engine, service, assessments_, summaries_, catalog,
                                                   settings.context_mode))
+        log.info("viewer-service %s started: backend=%s cache=%s context_mode=%s carry_forward=%s worker=%s "
+                 "metrics=%s", metrics.VERSION, "sqlite" if settings.is_sqlite else "postgresql", cache.kind,
+                 settings.context_mode, settings.carry_forward, "in-process" if background else "separate",
+                 "on" if settings.metrics else "off")
         try:
             yield
         finally:
@@ -120,10 +129,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await service.close()
             await cache.close()
             await engine.dispose()
+            metrics.process_exited()
 
     app = FastAPI(
         title="viewer-service",
-        version="0.1.0",
+        version=__version__,
         description="Learners' content progress, read back at once. Every response is in the Sunbird envelope.",
         lifespan=lifespan,
         telemetry={"tracing": False, "metrics": False, "logs": False},  # unused; costs env lookups per request
@@ -143,5 +153,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await request.body()
             return Response(orjson.dumps(floor), media_type="application/json")
 
+    if settings.metrics:
+        @app.get("/metrics", include_in_schema=False)
+        async def _metrics(request: Request):
+            body, content_type = await metrics.exposition(request.app.state.app)
+            return Response(body, headers={"content-type": content_type})
+
     app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
+    app.add_middleware(Observe, metrics_on=settings.metrics, access_log=settings.access_log)
     return app

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from .. import metrics
 from ..adapters.db import assessments as repo, outbox, views as views_repo
 from ..adapters.db.progress import load_enrolment
 from ..batching import Batcher
@@ -25,6 +26,8 @@ from ..domain.scope import Scope
 from ..domain.views import ContentView, RowKey, Start, apply, next_version
 from .catalog import Catalog
 from .views import MIN_TS, ViewService, _retryable, _translate
+
+_RETRIES = metrics.WRITE_RETRIES.labels("assessments")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +51,7 @@ class AssessmentService:
                  clock: Callable[[], int] = now_ms, carry=None, max_batch: int = 256, flushers: int = 1):
         self.engine = engine
         self.carry = carry
-        self._batches = Batcher(self._commit_batch, max_batch, flushers)
+        self._batches = Batcher(self._commit_batch, max_batch, flushers, name="assessments")
         self.views = views
         self.catalog = catalog
         self.max_events = max_events
@@ -118,6 +121,7 @@ class AssessmentService:
             except Exception as e:
                 if attempt == 9 or not _retryable(e):
                     raise _translate(e) from e
+                _RETRIES.inc()
                 await asyncio.sleep(0.001 * (attempt + 1))
         raise AssertionError("unreachable")
 

@@ -1,10 +1,10 @@
 """Context modes and carry-forward inside a caller's transaction (docs/modes.md).
 
 Copy is a pull: the target enrolment takes the qualifying completions of other scopes. It runs
-at enrolment (read-after-write) and again whenever the worker recomputes the enrolment, which
-it does after every completion elsewhere that may qualify (`dependents`). Both run under the
-target's scope lock, and the pull is idempotent, so a completion racing an enrolment is still
-carried: whichever commits second, the enrolment is recomputed after both.
+at enrolment and in the transaction of every write that completes a content (`on_completed`),
+so both are read-after-write. The worker runs it again whenever it recomputes the enrolment,
+which it does after every completion elsewhere that may qualify (`dependents`): a safety net.
+The pull is idempotent (the target rows are locked, and a carried row is never overwritten).
 Move runs once, at enrolment, and empties the source scope."""
 
 from __future__ import annotations
@@ -81,10 +81,16 @@ class Carry:
         return Outcome()
 
     async def pull(self, conn: AsyncConnection, t: Target, collection: Collection, trigger: str,
-                   only: Scope | None = None, label: dict | None = None, mark: bool = True) -> Outcome:
-        """Copy the qualifying completions of the collection's leaves into `t` (idempotent);
-        from scope `only` when given. `label` amends the provenance."""
-        candidates = await repo.user_rows(conn, t.scope.user_id, collection.leaf_nodes)
+                   only: Scope | None = None, label: dict | None = None, mark: bool = True,
+                   contents: set[str] | None = None) -> Outcome:
+        """Copy the qualifying completions of the collection's leaves (those in `contents` when
+        given) into `t` (idempotent); from scope `only` when given. `label` amends the provenance."""
+        if trigger == "enrol":
+            # A write completing one of the learner's contents either committed before this read
+            # (and is read here), or waits for this enrolment to commit and then carries into it
+            # (on_completed). Either way the completion is carried before both have answered.
+            await repo.lock_learners(conn, [t.scope.user_id], shared=False)
+        candidates = await repo.user_rows(conn, t.scope.user_id, contents or collection.leaf_nodes)
         if only is not None:
             candidates = [v for v in candidates if v.key.scope in (only, t.scope)]
         done_here = {v.key.content_id for v in candidates if v.key.scope == t.scope and v.status == COMPLETED}
@@ -164,6 +170,35 @@ class Carry:
         return Outcome(rows=created + updated, emptied=[src], moved_from=[src])
 
     # -- continuous -------------------------------------------------------------
+
+    async def on_completed(self, conn: AsyncConnection, completed: list[ContentView]) -> list[ContentView]:
+        """Read-after-write for continuous copy. `completed`: rows this transaction has just made
+        complete (written already). Each is copied into every active enrolment of its learner
+        whose copy rule accepts it, in the caller's transaction; returns the carried rows, for
+        the caller's cache write, and to mark their scopes dirty with its own (one statement, in
+        key order). Plain updates never get here; a completion costs one indexed
+        read of the learner's enrolments (the enrol path keeps them in its transaction), and more
+        only for enrolments with a copy rule whose collection has the content. A collection
+        known only to the remote catalog is left to the worker, which also re-checks everything
+        later (the completion marked its scope dirty)."""
+        done = [v for v in completed if v.status == COMPLETED and is_earned(v)]
+        if self.mode != "strict" or not done:
+            return []
+        out: list[ContentView] = []
+        users = sorted({v.key.user_id for v in done})
+        await repo.lock_learners(conn, users, shared=True)  # then an enrolment being made is seen
+        enrolments = await repo.enrolments_of(conn, users)
+        # In key order, as every other writer locks rows: concurrent batches queue, not deadlock.
+        for e in sorted(enrolments, key=lambda e: (e.user_id, e.collection_id, e.context_id)):
+            t = self.target(e)
+            if t.rule.mode not in COPY_MODES:
+                continue
+            mine = {v.key.content_id for v in done if v.key.user_id == e.user_id and v.key.scope != t.scope}
+            c = await self.catalog.get_in(conn, e.collection_id) if mine else None
+            wanted = mine.intersection(c.leaf_nodes) if c is not None else None
+            if wanted:
+                out += (await self.pull(conn, t, c, "completion", contents=wanted, mark=False)).rows
+        return out
 
     async def dependents(self, conn: AsyncConnection, s: Scope, own: list[ContentView],
                          enrolments=None) -> list[Scope]:

@@ -102,6 +102,19 @@ class Catalog:
         # Shielded: one caller giving up must not cancel the load the others wait for.
         return await asyncio.shield(future)
 
+    async def get_in(self, conn, collection_id: str) -> Collection | None:
+        """The collection as the caller's transaction reads it: from this cache or through `conn`,
+        never another connection or the remote catalog, which a write transaction must not wait
+        on. None when only the remote catalog may know it."""
+        hit = self._cache.get(collection_id)
+        if hit is not None and hit[1] is not None and hit[0] > self.clock():
+            return hit[1]
+        puts = self._puts
+        c = await repo.load(conn, collection_id)
+        if c is not None and puts == self._puts:
+            self._remember(collection_id, c)
+        return c
+
     def _remember(self, collection_id: str, c: Collection | None) -> None:
         self._cache[collection_id] = (self.clock() + self.ttl, c)
         self._cache.move_to_end(collection_id)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from .. import metrics
 from ..adapters.db import outbox
 from ..adapters.events import Sink
 from ..clock import now_ms
@@ -41,6 +42,9 @@ class OutboxDispatcher(PollingLoop):
         self.clock = clock
         self.delivered = 0  # counters, for tests and metrics
         self.failed = 0
+        kind = type(sink).__name__.removesuffix("Sink").lower() or "sink"  # file, redisstream, null
+        self._delivered = metrics.OUTBOX_DELIVERED.labels(kind)
+        self._failures = metrics.OUTBOX_FAILURES.labels(kind)
 
     async def run_once(self) -> int:
         """Deliver one batch. Returns the number of events delivered (0: nothing due, or the
@@ -57,6 +61,7 @@ class OutboxDispatcher(PollingLoop):
             await self.sink.publish(events, maybe_written=any(r.attempts > 1 for r in rows))
         except Exception as e:  # noqa: BLE001 - any sink failure: retry later, never stop the loop
             self.failed += len(rows)
+            self._failures.inc(len(rows))
             log.warning("event sink failed for %d events (attempt %d): %r", len(rows),
                         max(r.attempts for r in rows), e)
             await self._release(rows)
@@ -67,6 +72,7 @@ class OutboxDispatcher(PollingLoop):
         except Exception as e:  # noqa: BLE001 - delivered; the lease expires and the sink dedups
             log.warning("could not drop %d delivered events: %r", len(rows), e)
         self.delivered += len(rows)
+        self._delivered.inc(len(rows))
         return len(rows)
 
     async def _release(self, rows: list[outbox.Claimed]) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from sqlalchemy.exc import DBAPIError, DataError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from .. import metrics
 from ..adapters.cache.base import ScopeCache
 from ..adapters.db import views as repo
 from ..adapters.db.engine import reader
@@ -59,16 +60,21 @@ def _retryable(e: Exception) -> bool:
     return _sqlstate(e) in {"40001", "40P01"} or "database is locked" in str(e)
 
 
+_HIT, _MISS, _BYPASS = (metrics.CACHE_READS.labels(r) for r in ("hit", "miss", "bypass"))
+
+
 class ViewService:
     def __init__(self, engine: AsyncEngine, cache: ScopeCache, *, max_skew_ms: int,
                  max_batch: int = 256, flushers: int = 1, clock: Callable[[], int] = now_ms,
-                 repair_interval: float = 1.0):
+                 repair_interval: float = 1.0, carry=None):
         self.engine = engine
+        self.carry = carry  # services/carry.py: a write that completes a content carries it at once
         self.reader = reader(engine)
         self.cache = cache
         self.clock = clock
         self.max_skew_ms = max_skew_ms
-        self._writes = Batcher(self._write_batch, max_batch, flushers)
+        self._writes = Batcher(self._write_batch, max_batch, flushers, name="views")
+        self._retries = metrics.WRITE_RETRIES.labels("views")
         self._repair_interval = repair_interval
         self._repair_task: asyncio.Task | None = None
         self._pending_repairs: set[Scope] = set()  # when even the database could not record them
@@ -130,6 +136,7 @@ class ViewService:
             except Exception as e:
                 if attempt == 9 or not _retryable(e):
                     raise
+                self._retries.inc()
                 await asyncio.sleep(0.001 * (attempt + 1))
         raise AssertionError("unreachable")
 
@@ -140,6 +147,7 @@ class ViewService:
         async with self.engine.begin() as conn:
             rows = await repo.lock_rows(conn, (op.key for op in ops))
             existing = set(rows)
+            was_done = {k for k, v in rows.items() if v.status == COMPLETED}
             ended = []
             for op in ops:
                 try:
@@ -153,8 +161,11 @@ class ViewService:
                     ended.append(op.key.scope)
             await repo.insert_rows(conn, [v for k, v in touched.items() if k not in existing])
             await repo.update_rows(conn, [v for k, v in touched.items() if k in existing])
+            completed = [v for k, v in touched.items() if v.status == COMPLETED and k not in was_done]
+            carried = await self.carry.on_completed(conn, completed) if completed and self.carry else []
+            touched.update((v.key, v) for v in carried)  # the cache gets them in the write's round trip
             # Same transaction as the status change: no acknowledged end goes unaggregated.
-            await repo.mark_dirty(conn, ended, now)
+            await repo.mark_dirty(conn, ended + [v.key.scope for v in carried], now)
         return results, touched
 
     async def publish(self, rows: list[ContentView]) -> None:
@@ -245,6 +256,7 @@ class ViewService:
                 await self.repair()
             except Exception as e:  # noqa: BLE001
                 log.warning("cache repair round failed: %r", e)
+            metrics.CACHE_DEGRADED.set(1 if self.cache.degraded else 0)
 
     # -- reads ----------------------------------------------------------------
 
@@ -253,7 +265,11 @@ class ViewService:
         if not self.cache.degraded:
             hit = await self.cache.read(scope, content_ids)
             if hit is not None:
+                _HIT.inc()
                 return hit
+            _MISS.inc()
+        else:
+            _BYPASS.inc()
         try:
             async with self.reader.connect() as conn:
                 rows = await repo.load_scope(conn, scope)

@@ -45,7 +45,7 @@ class RedisCache:
         self._put = self.client.register_script(_PUT)
         # Concurrent reads share one pipelined round trip: redis-py costs ~60 µs of CPU per
         # command alone, ~15 µs per command in a pipeline.
-        self._reads = Batcher(self._read_many, max_batch=256, flushers=2)
+        self._reads = Batcher(self._read_many, max_batch=256, flushers=2, name="cache_reads")
         self._skip_reads_until = 0.0
 
     def key(self, s: Scope) -> str:

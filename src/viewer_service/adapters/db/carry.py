@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ...domain.scope import Scope
@@ -23,6 +24,17 @@ async def user_rows(conn: AsyncConnection, user_id: str, content_ids: Iterable[s
         return []
     q = sa.select(ucc).where(ucc.c.user_id == user_id, ucc.c.content_id.in_(ids))
     return [to_row(r) for r in await conn.execute(q)]
+
+
+async def lock_learners(conn: AsyncConnection, user_ids: list[str], *, shared: bool) -> None:
+    """Serialise an enrolment's pull (exclusive) with the writes completing the learner's contents
+    (shared, so completions never wait on each other). PostgreSQL; SQLite writes are serial."""
+    if conn.dialect.name != "postgresql" or not user_ids:
+        return
+    fn = sa.func.pg_advisory_xact_lock_shared if shared else sa.func.pg_advisory_xact_lock
+    keys = sa.func.unnest(sa.bindparam("keys", type_=ARRAY(sa.Text))).table_valued("k").render_derived("u")
+    await conn.execute(sa.select(sa.func.count(fn(sa.func.hashtextextended(keys.c.k, 0)))),
+                       {"keys": [f"learner:{u}" for u in sorted(set(user_ids))]})
 
 
 async def mode_rows(conn: AsyncConnection, s: Scope, mode: str, leaves: Iterable[str]) -> list[ContentView]:
@@ -50,15 +62,26 @@ def _rekey(v: ContentView, s: Scope) -> ContentView:
 
 
 # Built once: the worker runs it for every recompute of an enrolled scope.
-_ENROLMENTS = (sa.select(en, ctx.c.start_date, ctx.c.end_date, ctx.c.document.label("context_document"))
-               .select_from(en.outerjoin(ctx, ctx.c.context_id == en.c.context_id))
-               .where(en.c.user_id == sa.bindparam("user_id"), en.c.active.is_(True)))
+_ACTIVE = (sa.select(en, ctx.c.start_date, ctx.c.end_date, ctx.c.document.label("context_document"))
+           .select_from(en.outerjoin(ctx, ctx.c.context_id == en.c.context_id))
+           .where(en.c.active.is_(True)))
+_ENROLMENTS = _ACTIVE.where(en.c.user_id == sa.bindparam("user_id"))
 
 
 async def enrolments_with_contexts(conn: AsyncConnection, user_id: str):
     """The learner's active enrolments, each with its context's dates and document (None for a
     collection's own context, which is not registered)."""
     return (await conn.execute(_ENROLMENTS, {"user_id": user_id})).all()
+
+
+_ENROLMENTS_OF = _ACTIVE.where(en.c.user_id.in_(sa.bindparam("user_ids", expanding=True)))
+
+
+async def enrolments_of(conn: AsyncConnection, user_ids: list[str]):
+    """enrolments_with_contexts for several learners in one query (a write batch)."""
+    if len(user_ids) == 1:
+        return await enrolments_with_contexts(conn, user_ids[0])
+    return (await conn.execute(_ENROLMENTS_OF, {"user_ids": user_ids})).all()
 
 
 async def delete_rows(conn: AsyncConnection, s: Scope) -> None:

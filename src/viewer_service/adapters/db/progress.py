@@ -27,6 +27,7 @@ class Claim:
     seq: int
     attempts: int
     propagate: bool = True
+    marked_at: int | None = None  # ms: when the last mark was made (the worker's lag metric)
 
 
 async def claim(conn: AsyncConnection, worker_id: str, now_ms: int, lease_ms: int, limit: int) -> list[Claim]:
@@ -38,8 +39,8 @@ async def claim(conn: AsyncConnection, worker_id: str, now_ms: int, lease_ms: in
         due = due.with_for_update(skip_locked=True)
     stmt = (sa.update(d).where(sa.tuple_(*keys).in_(due))
             .values(claimed_by=worker_id, due_at=now_ms + lease_ms, attempts=d.c.attempts + 1)
-            .returning(*keys, d.c.seq, d.c.attempts, d.c.propagate))
-    return [Claim(Scope(r[0], r[1], r[2]), r[3], r[4], bool(r[5])) for r in await conn.execute(stmt)]
+            .returning(*keys, d.c.seq, d.c.attempts, d.c.propagate, d.c.marked_at))
+    return [Claim(Scope(r[0], r[1], r[2]), r[3], r[4], bool(r[5]), r[6]) for r in await conn.execute(stmt)]
 
 
 async def finish(conn: AsyncConnection, c: Claim, worker_id: str, now_ms: int) -> None:
