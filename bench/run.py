@@ -44,9 +44,10 @@ from harness import BenchError, Cleanup, _sigterm, free_port, med, pg_exec, redi
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 RESULTS = BENCH / "results"
-PHASES = ("floor", "writes", "reads", "mix", "assess_floor", "assess")
+PHASES = ("floor", "writes", "reads", "mix", "assess_floor", "assess", "state_floor", "state_update")
 # Each phase is compared with the floor that sends bodies like its own.
-FLOOR_OF = {"assess": "assess_floor", "assess_floor": "assess_floor"}
+FLOOR_OF = {"assess": "assess_floor", "assess_floor": "assess_floor",
+            "state_update": "state_floor", "state_floor": "state_floor"}
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 NCPU = os.cpu_count() or 1
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
@@ -233,6 +234,12 @@ class Server:
                 return r.status, json.loads(r.read())
         except urllib.error.HTTPError as e:
             return e.code, json.loads(e.read() or b"null")
+
+    def put_json(self, path: str, body: dict):
+        req = urllib.request.Request(self.url + path, data=json.dumps(body).encode(), method="PUT",
+                                     headers={"content-type": "application/json"})
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status
 
     def pids(self) -> list[int]:
         return process_tree(self.proc.pid) if self.proc and self.proc.poll() is None else []
@@ -522,14 +529,16 @@ def run_config(args, stack: str, workers: int, outdir: Path, wrk_exe: str,
                 raise BenchError(f"seeding ({mode}) got non-2xx answers {r.data['tables']}; "
                                  f"see {log_path}:\n{tail(log_path)}")
         res.memory.append(("seeded", server.memory()))
+        # The batch the legacy content state update (state_update.lua) writes under.
+        server.put_json("/v1/context/bench_batch", {"request": {"type": "batch", "collectionIds": ["bench_course"]}})
 
         if args.warmup > 0:
-            for phase in PHASES:
+            for phase in args.phases:
                 wrk.run(phase, server, args.warmup, common + [f"seed={args.seed + 999}", f"tag=w{secrets.token_hex(3)}"])
             res.memory.append(("warmed up", server.memory()))
 
         for rep in range(args.repeats):
-            for phase in PHASES:
+            for phase in args.phases:
                 if not server.alive():
                     raise BenchError(f"server died; log {log_path}:\n{tail(log_path)}")
                 extra = [f"seed={args.seed * 100 + rep}", f"tag=r{rep}x{secrets.token_hex(3)}"]
@@ -849,6 +858,7 @@ def parse_args(argv=None):
     p.add_argument("--learners", type=int, default=None, help="learners pre-seeded (20000)")
     p.add_argument("--contents", type=int, default=5, help="contents per learner in the collection")
     p.add_argument("--seed", type=int, default=1, help="random seed for the request streams")
+    p.add_argument("--phases", default=",".join(PHASES), help=f"comma list of phases ({','.join(PHASES)})")
     p.add_argument("--wrk-timeout", type=int, default=5, help="wrk request timeout, seconds")
     p.add_argument("--seed-timeout", type=int, default=1200, help="limit for each seeding pass, seconds")
     p.add_argument("--startup-timeout", type=int, default=90, help="limit for /health to answer, seconds")
@@ -870,6 +880,10 @@ def parse_args(argv=None):
     a.warmup = a.warmup if a.warmup is not None else (1 if q else 2)
     a.learners = a.learners if a.learners is not None else (2000 if q else 20000)
     a.stacks = [s.strip() for s in a.stacks.split(",") if s.strip()]
+    a.phases = [ph.strip() for ph in a.phases.split(",") if ph.strip()]
+    for ph in a.phases:
+        if ph not in PHASES:
+            p.error(f"unknown phase {ph!r} ({', '.join(PHASES)})")
     a.workers = [int(w) for w in a.workers.split(",") if w.strip()]
     for s in a.stacks:
         if s not in STACK_LABEL:
