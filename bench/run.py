@@ -850,6 +850,7 @@ def parse_args(argv=None):
                    help="short run: 5 s phases, 1 repeat, 2,000 learners, 1 s warm-up (explicit flags win)")
     p.add_argument("--stacks", default="embedded,postgres", help="comma list of embedded, postgres")
     p.add_argument("--workers", default="1", help="comma list of worker counts, e.g. 1,2 (>1: postgres only)")
+    p.add_argument("--phases", default=",".join(PHASES), help="comma list of phases to run, in this order (all)")
     p.add_argument("--threads", "-t", type=int, default=1, help="wrk threads")
     p.add_argument("--connections", "-c", type=int, default=64, help="wrk connections")
     p.add_argument("--duration", "-d", type=int, default=None, help="seconds per measured phase (15)")
@@ -858,7 +859,6 @@ def parse_args(argv=None):
     p.add_argument("--learners", type=int, default=None, help="learners pre-seeded (20000)")
     p.add_argument("--contents", type=int, default=5, help="contents per learner in the collection")
     p.add_argument("--seed", type=int, default=1, help="random seed for the request streams")
-    p.add_argument("--phases", default=",".join(PHASES), help=f"comma list of phases ({','.join(PHASES)})")
     p.add_argument("--wrk-timeout", type=int, default=5, help="wrk request timeout, seconds")
     p.add_argument("--seed-timeout", type=int, default=1200, help="limit for each seeding pass, seconds")
     p.add_argument("--startup-timeout", type=int, default=90, help="limit for /health to answer, seconds")
@@ -880,10 +880,9 @@ def parse_args(argv=None):
     a.warmup = a.warmup if a.warmup is not None else (1 if q else 2)
     a.learners = a.learners if a.learners is not None else (2000 if q else 20000)
     a.stacks = [s.strip() for s in a.stacks.split(",") if s.strip()]
-    a.phases = [ph.strip() for ph in a.phases.split(",") if ph.strip()]
-    for ph in a.phases:
-        if ph not in PHASES:
-            p.error(f"unknown phase {ph!r} ({', '.join(PHASES)})")
+    a.phases = [s.strip() for s in a.phases.split(",") if s.strip()]
+    if set(a.phases) - set(PHASES):
+        p.error(f"unknown phase in {a.phases} ({', '.join(PHASES)})")
     a.workers = [int(w) for w in a.workers.split(",") if w.strip()]
     for s in a.stacks:
         if s not in STACK_LABEL:

@@ -16,7 +16,8 @@ pytestmark = pytest.mark.settings(auth="jwt", jwt_secret=SECRET)
 
 
 def token(sub: str, **claims) -> str:
-    return jwt.encode({"sub": sub, "exp": int(time.time()) + 600, **claims}, SECRET, algorithm="HS256")
+    # Made at import (ADMIN below): valid for a day, however long the suite runs.
+    return jwt.encode({"sub": sub, "exp": int(time.time()) + 86_400, **claims}, SECRET, algorithm="HS256")
 
 
 def as_user(sub: str, **claims) -> dict:

@@ -221,6 +221,8 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("mode", choices=["strict", "content", "collection"],
                    help="the mode to convert to (set VIEWER_CONTEXT_MODE to it too)")
     m.set_defaults(func=_migrate_mode)
+    from .archive_cli import add_parser as add_archive_parser
+    add_archive_parser(sub)
     return p
 
 

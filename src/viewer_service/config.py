@@ -16,6 +16,8 @@ class Settings(BaseSettings):
     # Unset: an in-process cache (one serving process only).
     redis_url: str | None = None
     redis_prefix: str = "vs:"
+    # VIEWER_REDIS_URL names one node of a Redis Cluster; the client discovers the others.
+    redis_cluster: bool = False
     cache_ttl_seconds: int = 7 * 24 * 3600
     cache_max_scopes: int = 100_000  # in-process cache bound
 
@@ -24,6 +26,8 @@ class Settings(BaseSettings):
     jwt_public_keys: str | None = None  # RS256: PEM text, or paths to PEM files separated by ","
     jwt_audience: str | None = None
     admin_roles: str = "admin,service"
+    # Token roles that may read course-wide reports (besides the admin roles): course staff.
+    report_roles: str = "COURSE_MENTOR,mentor"
 
     # A Sunbird-compatible hierarchy endpoint for collections the catalog does not know:
     # GET {catalog_url}/{collectionId} -> {"result": {"content": <hierarchy>}}.
@@ -52,6 +56,9 @@ class Settings(BaseSettings):
     worker_in_serve: bool | None = None
     worker_batch: int = 100
     worker_poll_seconds: float = 0.2
+    # On PostgreSQL a committed mark wakes the workers at once (LISTEN/NOTIFY, adapters/db/notify.py);
+    # this slower poll only covers missed notifications and work that falls due later.
+    worker_listen_poll_seconds: float = 2.0
     worker_lease_seconds: float = 30.0
     unknown_collection_retry_seconds: float = 60.0
 
@@ -70,6 +77,8 @@ class Settings(BaseSettings):
     # lms-service's /private/ routes (docs/sunbird.md): they trust the body's user, for callers
     # inside the gateway only. False for a service reachable without that gateway.
     private_routes: bool = True
+    # `viewer-service archive`: where the Parquet files go when --dir is not given (docs/archive.md).
+    archive_dir: str = "./viewer-archive"
 
     bench_floor: bool = False  # exposes POST /bench/floor for the benchmark
 
@@ -81,6 +90,13 @@ class Settings(BaseSettings):
                 return "postgresql+asyncpg://" + v[len(plain):]
         if v.startswith("sqlite:///"):
             return "sqlite+aiosqlite:///" + v[len("sqlite:///"):]
+        return v
+
+    @field_validator("redis_prefix")
+    @classmethod
+    def _no_hash_tag(cls, v: str) -> str:
+        if "{" in v or "}" in v:
+            raise ValueError("may not contain '{' or '}': Redis Cluster hash tags are the service's own")
         return v
 
     @model_validator(mode="after")
@@ -106,3 +122,7 @@ class Settings(BaseSettings):
     @property
     def admin_role_set(self) -> frozenset[str]:
         return frozenset(r.strip() for r in self.admin_roles.split(",") if r.strip())
+
+    @property
+    def report_role_set(self) -> frozenset[str]:
+        return frozenset(r.strip() for r in self.report_roles.split(",") if r.strip())

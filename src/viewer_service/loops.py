@@ -47,13 +47,15 @@ class PollingLoop:
 
     async def run(self) -> None:
         while not self._stopping:
+            # Cleared before the round, not after: a wake() that arrives during a round that found
+            # nothing (its work committed just after the round looked) starts the next one at once.
+            self._wake.clear()
             try:
                 done = await self.run_once()
             except Exception as e:  # noqa: BLE001 - the database may be down: keep trying
                 log.warning("%s round failed: %r", self.name, e)
                 done = 0
             if not done and not self._stopping:
-                self._wake.clear()
                 try:
                     # Not wait_for: on 3.11 it swallows a cancel that races a wake(), and
                     # close() then waits forever on a loop that keeps running.

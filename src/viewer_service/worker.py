@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from . import metrics
 from .adapters.db import carry as carry_repo, collections as collections_repo, outbox, progress as repo
+from .adapters.db.notify import Listener
 from .adapters.db.views import load_scope, mark_dirty
 from .clock import now_ms
 from .loops import PollingLoop
@@ -150,12 +151,19 @@ class AggregationWorker(PollingLoop):
 class Background:
     """The worker's loops, as `serve` (embedded) or `viewer-service worker` runs them."""
 
-    def __init__(self, worker: AggregationWorker, dispatcher, sink):
+    def __init__(self, worker: AggregationWorker, dispatcher, sink, listener: Listener | None = None):
         self.worker, self.dispatcher, self.sink = worker, dispatcher, sink
+        self.listener = listener  # PostgreSQL: committed marks wake both loops at once
+
+    def wake(self) -> None:
+        self.worker.wake()
+        self.dispatcher.wake()
 
     async def start(self) -> None:
         self.dispatcher.start()
         self.worker.start()
+        if self.listener is not None:
+            self.listener.start()
         self._stop = asyncio.Event()
         self._purge = asyncio.create_task(self._purge_downloads())
 
@@ -173,6 +181,8 @@ class Background:
                 pass
 
     async def close(self) -> None:
+        if self.listener is not None:
+            await self.listener.close()
         self._stop.set()
         await asyncio.gather(self._purge, return_exceptions=True)
         await self.worker.close()
@@ -186,14 +196,19 @@ def build_worker(settings, engine: AsyncEngine, catalog: Catalog, views=None) ->
     from .adapters.events import make_sink
     from .services.outbox import OutboxDispatcher
 
-    sink = make_sink(settings.event_sink, settings.redis_url, settings.redis_prefix)
+    sink = make_sink(settings.event_sink, settings.redis_url, settings.redis_prefix, settings.redis_cluster)
     worker_id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
     lease_ms = int(settings.worker_lease_seconds * 1000)
+    listens = engine.dialect.name == "postgresql"
+    poll = settings.worker_listen_poll_seconds if listens else settings.worker_poll_seconds
     dispatcher = OutboxDispatcher(engine, sink, worker_id=worker_id, batch=settings.worker_batch,
-                                  lease_ms=lease_ms, poll_seconds=settings.worker_poll_seconds)
+                                  lease_ms=lease_ms, poll_seconds=poll)
     worker = AggregationWorker(engine, catalog, worker_id=worker_id, batch=settings.worker_batch,
-                               lease_ms=lease_ms, poll_seconds=settings.worker_poll_seconds,
+                               lease_ms=lease_ms, poll_seconds=poll,
                                retry_ms=int(settings.unknown_collection_retry_seconds * 1000),
                                on_events=dispatcher.wake, views=views,
                                carry=Carry(settings.context_mode, settings.carry_rule, catalog))
-    return Background(worker, dispatcher, sink)
+    background = Background(worker, dispatcher, sink)
+    if listens:
+        background.listener = Listener(engine.url, background.wake)
+    return background

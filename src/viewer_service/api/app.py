@@ -23,11 +23,13 @@ from ..services.downloads import DownloadService
 from ..services.enrolments import EnrolmentService
 from ..services.erase import EraseService
 from ..services.modes import ModeMismatch, ensure_mode
+from ..services.reports import ReportService
 from ..services.summaries import SummaryService
 from ..services.sunbird import SunbirdService
 from ..services.views import ViewService
 from ..worker import AggregationWorker, build_worker
 from . import assessments, collections, downloads, enrolments, errors, health, summaries, sunbird, views
+from . import dashboard, reports
 from .body import install_openapi
 from .auth import AuthError, Authenticator, resolve_user
 from .body_guard import BodyGuard
@@ -50,6 +52,7 @@ class ServiceApp:
     worker: AggregationWorker | None = None  # when it runs inside this process
     assessments: AssessmentService | None = None
     sunbird: SunbirdService | None = None  # lms-service's routes (docs/sunbird.md)
+    reports: ReportService | None = None
 
     def require_privileged(self, request: Request, why: str) -> None:
         principal = self.auth.authenticate(request.headers)  # 401 without a valid token (VIEWER_AUTH=jwt)
@@ -65,7 +68,8 @@ class ServiceApp:
 
 def make_cache(settings: Settings):
     if settings.redis_url:
-        return RedisCache(settings.redis_url, settings.redis_prefix, settings.cache_ttl_seconds)
+        return RedisCache(settings.redis_url, settings.redis_prefix, settings.cache_ttl_seconds,
+                          cluster=settings.redis_cluster)
     return MemoryCache(settings.cache_max_scopes)
 
 
@@ -115,6 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                    assessments_,
                                    SunbirdService(engine, service, assessments_, summaries_, catalog,
                                                   settings.context_mode))
+        app.state.app.reports = ReportService(engine, summaries_, catalog)
         log.info("viewer-service %s started: backend=%s cache=%s context_mode=%s carry_forward=%s worker=%s "
                  "metrics=%s", metrics.VERSION, "sqlite" if settings.is_sqlite else "postgresql", cache.kind,
                  settings.context_mode, settings.carry_forward, "in-process" if background else "separate",
@@ -142,7 +147,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_openapi(app)
     # Routes go on the app itself: an included router adds a matching layer to every request.
     for router in (views.router, assessments.router, collections.router, enrolments.router, summaries.router, downloads.router,
-                   health.router, sunbird.router):
+                   health.router, sunbird.router, reports.router, dashboard.router):
         for route in router.routes:
             app.router.routes.append(route)
     if settings.bench_floor:

@@ -25,6 +25,7 @@ _PREFIX_IDS = {
     "/v1/summary/download/": {"GET": "api.summary.download"},
     "/v1/user/courses/list/": {"GET": "api.user.courses.list"},
     "/private/v1/user/courses/list/": {"GET": "api.user.courses.list"},
+    "/v1/report/": {"GET": "api.report"},
 }
 
 

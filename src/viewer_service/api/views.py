@@ -125,6 +125,8 @@ async def read(request: Request):
             "score": e.get("score") if e else None,
             "max_score": e.get("max_score") if e else None,
         })
+        if e and e.get("archived"):  # progressDetails moved to the archive files (docs/archive.md)
+            contents[-1]["archived"] = True
         if "provenance" in (b.fields or ()):
             # Why is this complete? Where the status was carried from, when, under which rule;
             # null when it was earned in this scope (docs/modes.md).

@@ -53,6 +53,16 @@ class ContentView:
 
 
 @dataclass(frozen=True, slots=True)
+class ArchivedView(ContentView):
+    """A row whose raw data is in the archive files (docs/archive.md): everything but
+    progress_details, which reads report as archived rather than empty."""
+
+    def live(self) -> ContentView:
+        """The row a new write starts from: the kept values, no details."""
+        return ContentView(**{f: getattr(self, f) for f in ContentView.__dataclass_fields__})
+
+
+@dataclass(frozen=True, slots=True)
 class Start:
     key: RowKey
     ts: int

@@ -135,6 +135,10 @@ class AssessmentService:
         async with self.engine.begin() as conn:
             # The consumption row's lock serialises every submit for that content.
             rows = await views_repo.lock_rows(conn, by_key)
+            hot = set(rows)
+            # Attempts archived (docs/archive.md) still count, and their best still competes.
+            archived = await views_repo.archived_rows(conn, by_key)
+            rows.update({k: a.live() for k, a in archived.items() if k not in hot})
             all_stored = await repo.load_attempts_many(conn, by_key)
             inserts: list[tuple[RowKey, list[ScoredAttempt]]] = []
             for key in sorted(by_key, key=lambda k: (k.user_id, k.collection_id, k.context_id, k.content_id)):
@@ -145,8 +149,8 @@ class AssessmentService:
                 inserts.append((key, fresh))
                 await repo.replace_attempts(conn, key, replaced, now)
                 old = rows.get(key)
-                new = _with_best(old, key, stored, [*fresh, *replaced], now)
-                (updated if old is not None else created).append(new)
+                new = _with_best(old, key, stored, [*fresh, *replaced], now, archived.get(key))
+                (updated if key in hot else created).append(new)
                 before = (old.best_score, old.best_max_score) if old is not None else (None, None)
                 if before != (new.best_score, new.best_max_score):
                     s = key.scope
@@ -200,7 +204,7 @@ def _decide(stored: dict[str, StoredAttempt], incoming: Sequence[ScoredAttempt])
 
 
 def _with_best(old: ContentView | None, key: RowKey, stored: dict[str, StoredAttempt],
-               written: list[ScoredAttempt], now: int) -> ContentView:
+               written: list[ScoredAttempt], now: int, archived: ContentView | None = None) -> ContentView:
     """The consumption row after the attempts: created as a started view when missing."""
     ts = max(a.assessment_ts for a in written)
     if old is None:
@@ -209,6 +213,12 @@ def _with_best(old: ContentView | None, key: RowKey, stored: dict[str, StoredAtt
         last = ts if old.last_access_time is None else max(old.last_access_time, ts)
         base = replace(old, last_access_time=last, last_updated_time=now,
                        version=next_version(old.version, now * 1000))
-    best = best_attempt(stored.values())
+    candidates, count = list(stored.values()), len(stored)
+    if archived is not None and archived.attempts:
+        count += archived.attempts
+        if archived.best_score is not None and archived.best_attempt_id not in stored:
+            candidates.append(StoredAttempt(archived.best_attempt_id or "", archived.last_access_time or 0,
+                                            archived.best_score, archived.best_max_score or 0.0))
+    best = best_attempt(candidates)
     return replace(base, best_score=best.total_score, best_max_score=best.total_max_score,
-                   best_attempt_id=best.attempt_id, attempts=len(stored))
+                   best_attempt_id=best.attempt_id, attempts=count)

@@ -83,6 +83,16 @@ def _json_text(v) -> str:
     return orjson.dumps(v, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
+def csv_cells(values: Iterable) -> list:
+    """Values as CSV cells: texts safe from spreadsheet formulas, booleans as true/false."""
+    return [_cell(v) for v in values]
+
+
+def iso_time(ms: int | None) -> str | None:
+    """Epoch milliseconds as an ISO 8601 UTC date-time (None stays None)."""
+    return _iso(ms)
+
+
 def csv_row(s: dict) -> list:
     c = s.get("collection") or {}
     return [_cell(v) for v in (

@@ -117,6 +117,8 @@ class SummaryService:
             "enrolled": enrolment is not None,
             "active": enrolment.active if enrolment is not None else True,
             "contentStatus": p.content_status,
+            # Each unit's progress, live like contentStatus (reports show them as bars).
+            "unitProgress": {u: a.progress for u, a in p.units.items() if u != s.collection_id},
             # From the live entries, like contentStatus: read-after-write.
             "assessmentStatus": {cid: {"score": e["score"], "max_score": e.get("max_score"),
                                        "carried": _score_carried(e)}

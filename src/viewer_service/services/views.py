@@ -17,7 +17,7 @@ from ..batching import Batcher
 from ..clock import now_ms
 from ..domain.errors import DomainError
 from ..domain.scope import Scope
-from ..domain.views import COMPLETED, ContentView, End, StateUpdate, ViewOp, apply
+from ..domain.views import COMPLETED, ArchivedView, ContentView, End, StateUpdate, ViewOp, apply
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +32,12 @@ class Unavailable(Exception):
 def read_entry(v: ContentView) -> dict:
     """What view/read returns for a content (and what the cache keeps)."""
     if v.carried_from is not None:  # only then: most entries stay as small as before
-        return {**_entry(v), "carriedFrom": v.carried_from, "attemptId": v.best_attempt_id}
-    return _entry(v)
+        e = {**_entry(v), "carriedFrom": v.carried_from, "attemptId": v.best_attempt_id}
+    else:
+        e = _entry(v)
+    if isinstance(v, ArchivedView):  # progressDetails null because archived, not because never sent
+        e["archived"] = True
+    return e
 
 
 def _entry(v: ContentView) -> dict:
@@ -147,6 +151,9 @@ class ViewService:
         async with self.engine.begin() as conn:
             rows = await repo.lock_rows(conn, (op.key for op in ops))
             existing = set(rows)
+            missing = {op.key for op in ops} - existing
+            if missing:  # a content whose row was archived: the new view starts from what was kept
+                rows.update({k: a.live() for k, a in (await repo.archived_rows(conn, missing)).items()})
             was_done = {k for k, v in rows.items() if v.status == COMPLETED}
             ended = []
             for op in ops:
@@ -293,3 +300,6 @@ def _translate(e: Exception) -> Exception:
             getattr(e, "connection_invalidated", False):
         return Unavailable(str(e).splitlines()[0] if str(e) else type(e).__name__)
     return e  # anything else is a bug: a logged 500
+
+
+translate_db_error = _translate  # the public name, for the other services

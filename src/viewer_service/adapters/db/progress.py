@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ...domain.progress import ActivityProgress, ScopeProgress
 from ...domain.scope import Scope
+from .notify import notify
 from .tables import enrolment as en, scope_dirty as d, user_activity_agg as agg
 from .views import _insert
 
@@ -64,6 +65,7 @@ async def requeue_collection(conn: AsyncConnection, collection_id: str, now_ms: 
                        sa.literal(now_ms)).where(agg.c.collection_id == collection_id, agg.c.activity_type == COURSE)
     stmt = _insert(conn, d).from_select(["user_id", "collection_id", "context_id", "seq", "marked_at", "due_at"], scopes)
     await conn.execute(stmt.on_conflict_do_nothing())
+    await notify(conn)
 
 
 async def lock_scope(conn: AsyncConnection, s: Scope) -> None:

@@ -130,6 +130,7 @@ enrolment = sa.Table(
     sa.Column("completed_on", sa.BigInteger),
     sa.Column("updated_at", sa.BigInteger, nullable=False),
     sa.Column("moved_to", Json),  # move mode: {"contextId", "at"} once its progress moved away
+    sa.Index("ix_enrolment_completed_on", "completed_on"),  # archive runs page by completion date
 )
 
 # Aggregates per scope and activity: the collection itself (activity_type "Course", activity_id
@@ -204,3 +205,62 @@ instance_setting = sa.Table(
     sa.Column("value", sa.String(256), nullable=False),
     sa.Column("updated_at", sa.BigInteger, nullable=False),
 )
+
+# Archiving (0008, docs/archive.md): what stays hot of a consumption row whose raw data (the row
+# with its progress_details, and its assessment attempts) moved to the archive files. ContentView's
+# columns without progress_details, plus where the raw data is: reads, writes and the worker merge
+# these rows under the hot ones, so status, scores and certificates keep working.
+archived_consumption = sa.Table(
+    "archived_consumption",
+    metadata,
+    sa.Column("user_id", Id, primary_key=True),
+    sa.Column("collection_id", Id, primary_key=True),
+    sa.Column("context_id", Id, primary_key=True),
+    sa.Column("content_id", Id, primary_key=True),
+    sa.Column("status", sa.SmallInteger, nullable=False),
+    sa.Column("progress", sa.SmallInteger, nullable=False),
+    sa.Column("progress_details_ts", sa.BigInteger),
+    sa.Column("time_spent", sa.Float, nullable=False),
+    sa.Column("view_count", sa.Integer, nullable=False),
+    sa.Column("first_access_time", sa.BigInteger),
+    sa.Column("last_access_time", sa.BigInteger),
+    sa.Column("last_completed_time", sa.BigInteger),
+    sa.Column("last_updated_time", sa.BigInteger, nullable=False),
+    sa.Column("version", sa.BigInteger, nullable=False),
+    sa.Column("best_score", sa.Float),
+    sa.Column("best_max_score", sa.Float),
+    sa.Column("best_attempt_id", Id),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("carried_from", Json),
+    sa.Column("chunk_id", sa.String(64), nullable=False),  # the chunk whose file holds the row (at `version`)
+    sa.Column("attempt_chunks", Json, nullable=False),  # the chunks whose files hold its attempts
+    sa.Column("archived_at", sa.BigInteger, nullable=False),
+)
+
+# The archive journal: one row per chunk of an archive run. 'pending' from before its files are
+# written until the transaction that moves its rows out of the hot tables marks it 'done'; a
+# pending chunk is completed or abandoned by the next run (services/archive.py).
+archive_chunk = sa.Table(
+    "archive_chunk",
+    metadata,
+    sa.Column("chunk_id", sa.String(64), primary_key=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("dir", sa.String(1024), nullable=False),  # absolute
+    sa.Column("files", Json, nullable=False),  # paths relative to dir
+    sa.Column("counts", Json, nullable=False),
+    sa.Column("dead_marks", sa.Integer, nullable=False),  # > 0: its files may hold rows no longer archived
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+)
+
+# Reports (0009): a context's roster and stats read its enrolments by context, and its
+# assessment stats read the scored rows only. Secondary indexes: the tables stay keyed
+# (and distributable) by user.
+REPORT_COLUMNS = ("status", "progress", "active", "enrolled_date", "completed_on")
+sa.Index("ix_enrolment_context", enrolment.c.context_id, enrolment.c.collection_id, enrolment.c.user_id,
+         postgresql_include=list(REPORT_COLUMNS))
+sa.Index("ix_ucc_scored", user_content_consumption.c.context_id, user_content_consumption.c.collection_id,
+         user_content_consumption.c.content_id,
+         postgresql_where=user_content_consumption.c.attempts > 0,
+         sqlite_where=user_content_consumption.c.attempts > 0,
+         postgresql_include=["best_score", "best_max_score", "attempts"])

@@ -11,8 +11,9 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ...domain.scope import Scope
-from ...domain.views import ContentView, RowKey
-from .tables import cache_repair, scope_dirty, user_content_consumption as ucc
+from ...domain.views import ArchivedView, ContentView, RowKey
+from .notify import notify
+from .tables import archived_consumption as arc, cache_repair, scope_dirty, user_content_consumption as ucc
 
 KEY_COLS = (ucc.c.user_id, ucc.c.collection_id, ucc.c.context_id, ucc.c.content_id)
 DATA_COLS = [c.name for c in ucc.columns if c.name not in {k.name for k in KEY_COLS}]
@@ -46,8 +47,43 @@ _scope_where = lambda t, s: sa.and_(  # noqa: E731
 
 
 async def load_scope(conn: AsyncConnection, scope: Scope) -> list[ContentView]:
-    rows = await conn.execute(sa.select(ucc).where(_scope_where(ucc, scope)))
-    return [to_row(r) for r in rows]
+    """The scope's rows: the hot ones, and the archived ones (ArchivedView) that have none."""
+    rows = [to_row(r) for r in await conn.execute(sa.select(ucc).where(_scope_where(ucc, scope)))]
+    return with_archived(rows, [to_archived(r) for r in await conn.execute(_ARC.where(_scope_where(arc, scope)))])
+
+
+# -- archived rows (docs/archive.md) ----------------------------------------------
+# A hot row of the same key wins: it was started from the archived one, so it holds at least as much.
+
+_ARC_DATA = [n for n in DATA_COLS if n != "progress_details"]
+_ARC = sa.select(arc.c.user_id, arc.c.collection_id, arc.c.context_id, arc.c.content_id,
+                 *(arc.c[n] for n in _ARC_DATA))
+
+
+def to_archived(r) -> ArchivedView:
+    return ArchivedView(RowKey(r[0], r[1], r[2], r[3]), **dict(zip(_ARC_DATA, r[4:])))
+
+
+def with_archived(rows: list[ContentView], archived: list[ArchivedView]) -> list[ContentView]:
+    if not archived:
+        return rows
+    have = {v.key for v in rows}
+    return rows + [a for a in archived if a.key not in have]
+
+
+async def archived_rows(conn: AsyncConnection, keys: Iterable[RowKey]) -> dict[RowKey, ArchivedView]:
+    """The archived rows of these keys (most often none: one indexed probe)."""
+    keys = sorted(set(keys), key=_key_tuple)
+    if not keys:
+        return {}
+    if conn.dialect.name == "postgresql":
+        q, params = _archived_pg, {name: [getattr(k, name) for k in keys] for name in _KEY_NAMES}
+    else:
+        q = _ARC.where(arc.c.user_id.in_({k.user_id for k in keys}),
+                       sa.tuple_(arc.c.user_id, arc.c.collection_id, arc.c.context_id, arc.c.content_id)
+                       .in_([_key_tuple(k) for k in keys]))
+        params = {}
+    return {(a := to_archived(r)).key: a for r in await conn.execute(q, params)}
 
 
 async def lock_rows(conn: AsyncConnection, keys: Iterable[RowKey]) -> dict[RowKey, ContentView]:
@@ -70,6 +106,7 @@ async def lock_rows(conn: AsyncConnection, keys: Iterable[RowKey]) -> dict[RowKe
 
 _KEY_NAMES = ("user_id", "collection_id", "context_id", "content_id")
 _wanted = sa.func.unnest(*(sa.bindparam(n, type_=ARRAY(sa.String)) for n in _KEY_NAMES)).table_valued(*_KEY_NAMES).render_derived("wanted")
+_archived_pg = _ARC.join_from(arc, _wanted, sa.and_(*(arc.c[n] == _wanted.c[n] for n in _KEY_NAMES)))
 _lock_pg = (
     sa.select(ucc)
     .join(_wanted, sa.and_(*(c == _wanted.c[c.name] for c in KEY_COLS)))
@@ -159,6 +196,7 @@ async def mark_dirty(conn: AsyncConnection, scopes: Iterable[Scope], now_ms: int
     if not params:
         return
     await conn.execute(_mark_stmt(conn), params)
+    await notify(conn)  # the workers wake when this commits
 
 
 def _mark_stmt(conn: AsyncConnection):

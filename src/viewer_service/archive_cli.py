@@ -1,0 +1,203 @@
+"""`viewer-service archive --completed-before DATE [--dir DIR]` and `archive restore --user ID | --all`
+(docs/archive.md): a progress bar on a terminal, log lines otherwise."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import logging
+import os
+import sys
+import time
+
+from .config import Settings
+
+log = logging.getLogger("viewer_service.archive")
+
+
+def add_parser(sub) -> None:
+    a = sub.add_parser("archive", help="move the raw rows of long-completed enrolments into Parquet files "
+                                       "(docs/archive.md); `archive restore` brings them back")
+    a.add_argument("--completed-before", metavar="DATE",
+                   help="archive enrolments completed before this date (YYYY-MM-DD, UTC, or an ISO time)")
+    a.add_argument("--dir", help="archive directory (default VIEWER_ARCHIVE_DIR, ./viewer-archive)")
+    a.add_argument("--chunk-scopes", type=int, default=1000, help="enrolments per chunk (one transaction each)")
+    a.set_defaults(func=_archive)
+    asub = a.add_subparsers(dest="archive_command")
+    r = asub.add_parser("restore", help="bring archived rows back into the hot tables")
+    who = r.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", help="one learner's rows")
+    who.add_argument("--all", action="store_true", help="every archived row")
+    r.set_defaults(func=_restore)
+
+
+def parse_date(text: str) -> int:
+    """Epoch milliseconds of a date (midnight UTC) or an ISO time (UTC unless it says otherwise)."""
+    try:
+        if len(text) == 10:
+            d = dt.datetime.combine(dt.date.fromisoformat(text), dt.time(), dt.UTC)
+        else:
+            d = dt.datetime.fromisoformat(text)
+            if d.tzinfo is None:
+                d = d.replace(tzinfo=dt.UTC)
+    except ValueError:
+        raise ValueError(f"--completed-before: {text!r} is not a date (YYYY-MM-DD) or an ISO time") from None
+    return int(d.timestamp() * 1000)
+
+
+def _schema_problem(settings: Settings) -> str | None:
+    """Like serve: an embedded SQLite file is migrated here; a PostgreSQL schema must be current."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    from .adapters.db.migrate import alembic_config, upgrade
+
+    if settings.is_sqlite:
+        upgrade(settings.database_url)
+        return None
+    heads = set(ScriptDirectory.from_config(alembic_config(settings.database_url)).get_heads())
+    async def current() -> set[str]:
+        from .adapters.db.engine import make_engine
+        eng = make_engine(settings.database_url, 1)
+        try:
+            async with eng.connect() as conn:
+                return set(await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_heads()))
+        finally:
+            await eng.dispose()
+
+    have = asyncio.run(current())
+    if have != heads:
+        return (f"the database schema is at {sorted(have) or 'nothing'}, not {sorted(heads)}: "
+                f"run `viewer-service db upgrade` first")
+    return None
+
+
+class _Progress:
+    """A rich progress bar on a terminal; otherwise a log line at most every few seconds."""
+
+    def __init__(self, what: str, total: int, unit: str):
+        self.what, self.total, self.unit, self.done, self.last = what, total, unit, 0, 0.0
+        self.bar = None
+        if sys.stderr.isatty():
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                       TimeRemainingColumn)
+            self.bar = Progress(TextColumn(f"{what}"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
+                                TimeElapsedColumn(), TimeRemainingColumn(), transient=False)
+            self.task = self.bar.add_task(what, total=total)
+            self.bar.start()
+        self.started = time.monotonic()
+
+    def advance(self, n: int, note: str = "") -> None:
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(self.task, advance=n)
+            return
+        now = time.monotonic()
+        if now - self.last >= 2 or self.done >= self.total:
+            self.last = now
+            rate = self.done / max(now - self.started, 1e-9)
+            log.info("%s: %d/%d %s (%.0f/s)%s", self.what, self.done, self.total, self.unit, rate, note)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _prepare(settings: Settings) -> str | None:
+    from .adapters.db.engine import make_engine
+    from .services.modes import ModeMismatch, ensure_mode
+
+    problem = _schema_problem(settings)
+    if problem:
+        return problem
+    if settings.context_mode != "strict":
+        return (f"archiving supports the strict context mode only (this instance: {settings.context_mode}); "
+                f"see docs/archive.md")
+
+    async def mode() -> str | None:
+        engine = make_engine(settings.database_url, 1)
+        try:
+            await ensure_mode(engine, settings.context_mode)
+        except ModeMismatch as e:
+            return str(e)
+        finally:
+            await engine.dispose()
+        return None
+
+    return asyncio.run(mode())
+
+
+def _archive(args: argparse.Namespace) -> int:
+    from .adapters.db.engine import make_engine
+    from .services.archive import Archiver
+
+    if not args.completed_before:
+        print("viewer-service archive: --completed-before DATE is required (or `archive restore`)", file=sys.stderr)
+        return 2
+    try:
+        before = parse_date(args.completed_before)
+    except ValueError as e:
+        print(f"viewer-service archive: {e}", file=sys.stderr)
+        return 2
+    if args.chunk_scopes < 1:
+        print("viewer-service archive: --chunk-scopes must be at least 1", file=sys.stderr)
+        return 2
+    settings = Settings()
+    problem = _prepare(settings)
+    if problem:
+        print(f"viewer-service: {problem}", file=sys.stderr)
+        return 2
+    root = args.dir or settings.archive_dir
+
+    async def run() -> dict:
+        engine = make_engine(settings.database_url, 2)
+        try:
+            archiver = Archiver(engine, root, chunk_scopes=args.chunk_scopes,
+                                pause_before_commit=float(os.environ.get("VIEWER_ARCHIVE_PAUSE_BEFORE_COMMIT") or 0))
+            progress = _Progress("archive", await archiver.count_due(before), "enrolments")
+            try:
+                return await archiver.run(before, lambda c: progress.advance(c["due"], f", {c.get('rows', 0)} rows"))
+            finally:
+                progress.close()
+        finally:
+            await engine.dispose()
+
+    t = asyncio.run(run())
+    print(f"archived {t['scopes']} enrolments: {t['rows']} consumption rows, {t['attempts']} attempts into "
+          f"{root}" + (f" ({t['skipped']} skipped: changed while archiving, archived next run)" if t["skipped"] else "")
+          + (f"; {t['compacted']} stale file rows dropped" if t.get("compacted") else ""))
+    return 0
+
+
+def _restore(args: argparse.Namespace) -> int:
+    from .adapters.db.engine import make_engine
+    from .services.archive import Archiver
+
+    settings = Settings()
+    problem = _prepare(settings)
+    if problem:
+        print(f"viewer-service: {problem}", file=sys.stderr)
+        return 2
+
+    async def run() -> dict:
+        engine = make_engine(settings.database_url, 2)
+        try:
+            archiver = Archiver(engine)
+            total = 1 if args.user else await archiver.count_archived_users()
+            progress = _Progress("restore", total, "learners")
+            try:
+                return await archiver.restore(None if args.all else args.user, progress.advance)
+            finally:
+                progress.close()
+        finally:
+            await engine.dispose()
+
+    try:
+        t = asyncio.run(run())
+    except RuntimeError as e:
+        print(f"viewer-service: {e}", file=sys.stderr)
+        return 1
+    print(f"restored {t['users']} learners: {t['rows']} consumption rows, {t['attempts']} attempts"
+          + (f"; {t['chunks_removed']} archive chunks removed" if t.get("chunks_removed") else ""))
+    return 0
