@@ -110,10 +110,31 @@ function M.assess_phase(name, path)
   end)
 end
 
+-- lms-service's content state update as the mobile app sends it: 3 contents of the batch.
+function M.state_body(user, contents)
+  local first = math.random(contents)
+  local items = {}
+  for n = 0, 2 do
+    local status = math.random(1, 2)
+    items[n + 1] = '{"contentId":"' .. M.content((first + n - 1) % contents + 1) .. '","courseId":"' ..
+      M.COLLECTION .. '","batchId":"' .. M.CONTEXT .. '","status":' .. status ..
+      ',"progress":' .. (status == 2 and 100 or math.random(0, 99)) ..
+      ',"lastAccessTime":"2026-01-' .. string.format("%02d", math.random(1, 28)) .. ' ' ..
+      string.format("%02d:%02d:%02d:%03d", math.random(0, 23), math.random(0, 59), math.random(0, 59),
+                    math.random(0, 999)) .. '+0000"}'
+  end
+  return '{"request":{"userId":"' .. user .. '","contents":[' .. table.concat(items, ",") .. ']}}'
+end
+
+-- A one-endpoint phase of lms-service state updates (state_update.lua and its floor).
+function M.state_phase(name, method, path)
+  M.single_endpoint(name, path, M.state_body, method)
+end
+
 M.headers = { ["Content-Type"] = "application/json" }
 
-function M.post(path, body)
-  return wrk.format("POST", path, M.headers, body)
+function M.post(path, body, method)
+  return wrk.format(method or "POST", path, M.headers, body)
 end
 
 -- Optional per-endpoint status tally (BENCH_DIAG=1 in the environment): defines a global
@@ -132,8 +153,8 @@ function M.install_diag()
 end
 
 -- Defines the wrk hooks (setup, init, request, done) of a one-endpoint phase: every request is
--- POST `path` with `make_body(user, contents)` for a random pre-seeded learner.
-function M.single_endpoint(name, path, make_body)
+-- POST (or `method`) `path` with `make_body(user, contents)` for a random pre-seeded learner.
+function M.single_endpoint(name, path, make_body, method)
   setup = M.setup
   M.install_diag()
   local learners, contents
@@ -145,7 +166,7 @@ function M.single_endpoint(name, path, make_body)
     M.seed_random(o, tid)
   end
   request = function()
-    return M.post(path, make_body(M.user(math.random(0, learners - 1)), contents))
+    return M.post(path, make_body(M.user(math.random(0, learners - 1)), contents), method)
   end
   done = function(summary, latency, requests)
     M.report(name, summary, latency, nil, { "diag" })

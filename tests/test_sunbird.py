@@ -431,3 +431,16 @@ async def test_private_v2_needs_a_user(client):
 
 async def test_list_of_nobody_is_empty(client, user):
     assert await courses(client, user=user) == []
+
+
+async def test_a_batch_changed_is_seen_at_once(client, user, course):
+    c, b = course
+    item = {"contentId": "do_a", "courseId": c, "batchId": b, "status": 1}
+    assert (await update(client, userId=user, contents=[item]))[1]["result"] == {"do_a": "SUCCESS"}
+    await put_batch(client, b, [c], start=now_ms() - 10 * DAY, end=now_ms() - DAY)  # the batch ended
+    assert (await update(client, userId=user, contents=[item]))[1]["result"] == {"NOT_A_ON_GOING_BATCH": [b]}
+    fresh = uid("batch")
+    item = {**item, "batchId": fresh}
+    assert (await update(client, userId=user, contents=[item]))[1]["result"] == {"BATCH_NOT_EXISTS": [fresh]}
+    await put_batch(client, fresh, [c])  # registered after an update named it
+    assert (await update(client, userId=user, contents=[item]))[1]["result"] == {"do_a": "SUCCESS"}

@@ -53,6 +53,8 @@ async def put_context(request: Request, contextId: str):
                           f"{app.settings.context_mode!r} mode", "request.carryForward")
     doc = body.request.model_dump(mode="json", exclude_none=True)
     await app.enrolments.put_context(cid, doc)
+    if app.sunbird is not None:
+        app.sunbird.forget_context(cid)  # lms-service's routes check batches against a short cache
     row = await app.enrolments.get_context(cid)
     return envelope("api.context.put", _context_result(row), msgid=_msgid(request, body))
 
