@@ -1,6 +1,8 @@
 """Fixtures: real PostgreSQL and Redis servers (started by tests/servers.py) and SQLite.
 
-Each run gets its own PostgreSQL database, SQLite file and Redis key prefix."""
+Each run (each xdist worker) gets its own PostgreSQL database, SQLite file and Redis key prefix,
+shared by its tests, which run in random order: ids of collections and contexts a test creates must
+be its own, and a test counts only its own learners' rows (the `user` fixture)."""
 
 from __future__ import annotations
 
@@ -10,12 +12,19 @@ import uuid
 import httpx
 import pytest
 
-from servers import PostgresServer, RedisServer, create_database, drop_database
+from servers import (PostgresServer, RedisClusterServer, RedisServer, create_database, describe_servers, drop_database,
+                     off_loop)
 from viewer_service.adapters.db.migrate import upgrade
 from viewer_service.api.app import create_app
 from viewer_service.config import Settings
 
 RUN_ID = uuid.uuid4().hex[:8]
+
+
+def migrate(url: str) -> None:
+    """Alembic upgrade to head. Session fixtures may be first requested inside an async test
+    (`request.getfixturevalue`), where `upgrade`'s own `asyncio.run` would fail: run it off the loop."""
+    off_loop(upgrade, url)
 
 
 @pytest.fixture(scope="session")
@@ -24,13 +33,23 @@ def pg_server():
         yield server
 
 
-@pytest.fixture(scope="session")
-def pg_url(pg_server):
+def _pg_database(pg_server):
     dsn = create_database(pg_server.admin_dsn)
     url = dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
-    upgrade(url)
+    migrate(url)
     yield url
     drop_database(pg_server.admin_dsn, dsn)
+
+
+@pytest.fixture(scope="session")
+def pg_url(pg_server):
+    yield from _pg_database(pg_server)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster_url(pg_server):
+    """A database of its own for the Redis Cluster backend: tests that use fixed ids stay independent."""
+    yield from _pg_database(pg_server)
 
 
 @pytest.fixture(scope="session")
@@ -41,9 +60,15 @@ def redis_server():
 
 
 @pytest.fixture(scope="session")
+def redis_cluster():
+    with RedisClusterServer() as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
 def sqlite_url(tmp_path_factory):
     url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / f'viewer-{RUN_ID}.db'}"
-    upgrade(url)
+    migrate(url)
     return url
 
 
@@ -61,6 +86,10 @@ def settings(request, backend) -> Settings:
         extra = {**extra, **overrides.kwargs}
     if backend == "sqlite":
         base = dict(database_url=request.getfixturevalue("sqlite_url"))
+    elif backend == "cluster":  # PostgreSQL + a three-master Redis Cluster (modules opt in)
+        base = dict(database_url=request.getfixturevalue("pg_cluster_url"),
+                    redis_url=request.getfixturevalue("redis_cluster").url, redis_cluster=True,
+                    redis_prefix=f"vt-{RUN_ID}:", repair_interval_seconds=0.05)
     else:
         base = dict(database_url=request.getfixturevalue("pg_url"),
                     redis_url=request.getfixturevalue("redis_server").url,
@@ -110,3 +139,27 @@ async def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02):
         if loop.time() > end:
             return False
         await asyncio.sleep(interval)
+
+
+# -- what the run uses, printed also under -q (pytest's own header is not) ---------------------
+
+def _order_line(config) -> str:
+    seed = config.getoption("randomly_seed", None)
+    if not isinstance(seed, int) or not config.getoption("randomly_reorganize", True):
+        return "Test order: file order (pytest-randomly is off)"
+    return f"Test order: random, seed {seed} (repeat it: scripts/test --randomly-seed={seed}; file order: -p no:randomly)"
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionstart(session):
+    config = session.config
+    tr = config.pluginmanager.get_plugin("terminalreporter")
+    if tr is None or hasattr(config, "workerinput"):  # an xdist worker: the controller prints
+        return
+    for line in [*describe_servers(), _order_line(config)]:
+        tr.write_line(line)
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    if not hasattr(config, "workerinput"):
+        terminalreporter.write_line(_order_line(config))

@@ -30,12 +30,16 @@ from urllib.parse import urlsplit, urlunsplit
 
 __all__ = [
     "PostgresServer",
+    "RedisClusterServer",
     "RedisServer",
     "ServerError",
     "create_database",
     "drop_database",
     "find_pg_bindir",
     "free_port",
+    "off_loop",
+    "describe_servers",
+    "pg_choice",
     "pg_execute",
     "start_postgres",
 ]
@@ -101,6 +105,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def free_cluster_port(attempts: int = 200) -> int:
+    """A free port at most 55535 whose cluster bus port (+10000) is free too (redis-server's rule)."""
+    import random
+
+    for _ in range(attempts):
+        port = random.randint(20000, 55535)
+        try:
+            for p in (port, port + 10000):
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                    s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        return port
+    raise ServerError("no free port pair for a Redis Cluster node")
+
+
 def _port_open(port: int, host: str = "127.0.0.1") -> bool:
     try:
         with socket.create_connection((host, port), timeout=0.2):
@@ -109,14 +129,20 @@ def _port_open(port: int, host: str = "127.0.0.1") -> bool:
         return False
 
 
-def _run_async(coro):
-    """Run a coroutine to completion, also when called from inside a running event loop."""
+def off_loop(fn, *args, **kwargs):
+    """Call a blocking `fn` that may run its own event loop (asyncio.run), also from inside a
+    running loop (e.g. a session fixture first requested by an async test): then in a thread."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(coro)
+        return fn(*args, **kwargs)
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()
+        return pool.submit(fn, *args, **kwargs).result()
+
+
+def _run_async(coro):
+    """Run a coroutine to completion, also when called from inside a running event loop."""
+    return off_loop(asyncio.run, coro)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -224,6 +250,50 @@ def _run_as_user() -> str | None:
     raise ServerError("running as root and no 'postgres' (or 'nobody') OS user to run PostgreSQL as")
 
 
+def _force_throwaway() -> bool:
+    return os.environ.get("VIEWER_TEST_PG_FORCE_THROWAWAY", "") not in ("", "0")
+
+
+def pg_choice(force_throwaway: bool | None = None) -> tuple[str, str | None]:
+    """Which PostgreSQL a `PostgresServer` uses: ("env", dsn), ("existing", dsn) or ("throwaway", None)."""
+    if force_throwaway is None:
+        force_throwaway = _force_throwaway()
+    env_dsn = os.environ.get("VIEWER_TEST_PG_DSN")
+    if env_dsn:
+        return "env", env_dsn
+    if not force_throwaway and _pg_answers(DEFAULT_PG_DSN):
+        return "existing", DEFAULT_PG_DSN
+    return "throwaway", None
+
+
+def _safe_dsn(dsn: str) -> str:
+    parts = urlsplit(dsn)
+    if parts.password:
+        parts = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@"))
+    return urlunsplit(parts)
+
+
+def describe_servers() -> list[str]:
+    """One line each for the PostgreSQL and the Redis a test run uses (printed by the test command)."""
+    kind, dsn = pg_choice()
+    if kind == "env":
+        pg = f"the one in VIEWER_TEST_PG_DSN ({_safe_dsn(dsn)})"
+    elif kind == "existing":
+        pg = (f"the existing server at {urlsplit(dsn).netloc.split('@')[-1]} "
+              "(VIEWER_TEST_PG_FORCE_THROWAWAY=1 starts a throwaway cluster instead)")
+    elif find_pg_bindir():
+        why = "VIEWER_TEST_PG_FORCE_THROWAWAY is set" if _force_throwaway() else "nothing answers on 127.0.0.1:5432"
+        pg = (f"a throwaway cluster ({why}; initdb from {find_pg_bindir()}), "
+              "started on first use, deleted at the end")
+    else:
+        pg = "none: nothing answers on 127.0.0.1:5432 and no initdb was found; PostgreSQL tests will fail"
+    binary = os.environ.get("VIEWER_TEST_REDIS_SERVER") or shutil.which("redis-server")
+    redis = (f"a throwaway redis-server ({binary}) on a free port, one per test process" if binary else
+             "no redis-server found: Redis tests will fail")
+    return [f"PostgreSQL: {pg}; each test process works in its own new database",
+            f"Redis: {redis}"]
+
+
 class PostgresServer:
     """Context manager exposing `.admin_dsn` (a superuser DSN to the `postgres` database).
 
@@ -231,7 +301,7 @@ class PostgresServer:
 
     def __init__(self, *, force_throwaway: bool | None = None, start_timeout: float = 60.0):
         if force_throwaway is None:
-            force_throwaway = os.environ.get("VIEWER_TEST_PG_FORCE_THROWAWAY", "") not in ("", "0")
+            force_throwaway = _force_throwaway()
         self.force_throwaway = force_throwaway
         self.start_timeout = start_timeout
         self.admin_dsn: str | None = None
@@ -246,13 +316,11 @@ class PostgresServer:
     def start(self) -> "PostgresServer":
         if self.admin_dsn:
             return self
-        env_dsn = os.environ.get("VIEWER_TEST_PG_DSN")
-        if env_dsn:
-            self.admin_dsn = env_dsn
-        elif not self.force_throwaway and _pg_answers(DEFAULT_PG_DSN):
-            self.admin_dsn = DEFAULT_PG_DSN
-        else:
+        kind, dsn = pg_choice(self.force_throwaway)
+        if kind == "throwaway":
             self._start_cluster()
+        else:
+            self.admin_dsn = dsn
         return self
 
     def stop(self) -> None:
@@ -431,7 +499,9 @@ def _sweep_stale_redis() -> None:
 class RedisServer:
     """A private redis-server on a free port: `.url`, `.stop()`, `.start()`, `.pause(s)`, `.close()`."""
 
-    def __init__(self, *, port: int | None = None, start: bool = True, timeout: float = 15.0):
+    def __init__(self, *, port: int | None = None, start: bool = True, timeout: float = 15.0,
+                 extra_args: tuple[str, ...] = ()):
+        self.extra_args = extra_args
         self.binary = os.environ.get("VIEWER_TEST_REDIS_SERVER") or shutil.which("redis-server")
         if not self.binary or not os.access(self.binary, os.X_OK):
             raise ServerError("redis-server not found (install it, e.g. apt-get install redis-server, "
@@ -470,7 +540,7 @@ class RedisServer:
         with open(self._log, "ab") as log:
             self._proc = subprocess.Popen(
                 [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                 "--appendonly", "no", "--dir", self._tmp, "--daemonize", "no"],
+                 "--appendonly", "no", "--dir", self._tmp, "--daemonize", "no", *self.extra_args],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=self._tmp)
         with open(os.path.join(self._tmp, "redis.pid"), "w") as f:
             f.write(f"{self._proc.pid}\n")
@@ -530,6 +600,57 @@ class RedisServer:
     def __enter__(self) -> "RedisServer":
         if not self.running:
             self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class RedisClusterServer:
+    """A private Redis Cluster of `masters` nodes (no replicas) on free ports: `.url` names one node,
+    the client discovers the rest. Built with `redis-cli --cluster create` as an operator would."""
+
+    def __init__(self, masters: int = 3, timeout: float = 30.0):
+        self.timeout = timeout
+        self.nodes: list[RedisServer] = []
+        try:
+            for _ in range(masters):
+                self.nodes.append(RedisServer(port=free_cluster_port(), extra_args=("--cluster-enabled", "yes",
+                                                          "--cluster-config-file", "nodes.conf",
+                                                          "--cluster-node-timeout", "5000")))
+            self._create()
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def url(self) -> str:
+        return self.nodes[0].url.rsplit("/", 1)[0]  # a cluster has database 0 only
+
+    def _create(self) -> None:
+        cli = shutil.which("redis-cli") or os.path.join(os.path.dirname(self.nodes[0].binary), "redis-cli")
+        if not os.access(cli, os.X_OK):
+            raise ServerError("redis-cli not found (it comes with redis-server / redis-tools)")
+        addrs = [f"127.0.0.1:{n.port}" for n in self.nodes]
+        out = subprocess.run([cli, "--cluster", "create", *addrs, "--cluster-replicas", "0", "--cluster-yes"],
+                             capture_output=True, timeout=self.timeout, stdin=subprocess.DEVNULL)
+        if out.returncode != 0:
+            raise ServerError(f"redis-cli --cluster create failed: {out.stdout.decode()[-2000:]}"
+                              f"{out.stderr.decode()[-2000:]}")
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            infos = [_redis_command(n.port, "CLUSTER", "INFO", timeout=1.0) for n in self.nodes]
+            if all(b"cluster_state:ok" in i for i in infos):
+                return
+            time.sleep(0.05)
+        raise ServerError(f"Redis Cluster on {addrs} not ok within {self.timeout}s")
+
+    def close(self) -> None:
+        for n in self.nodes:
+            n.close()
+        self.nodes = []
+
+    def __enter__(self) -> "RedisClusterServer":
         return self
 
     def __exit__(self, *exc) -> None:

@@ -144,8 +144,8 @@ async def test_stale_and_identical_resubmissions_change_nothing(client, app, use
 
 async def test_concurrent_attempts_of_one_learner_lose_nothing(client, app, user):
     t = now_ms() - 60_000
-    await put_collection(client, "course-c", leafNodes=["quiz"])
-    keys = dict(userId=user, collectionId="course-c", contentId="quiz")
+    await put_collection(client, "course-as-c", leafNodes=["quiz"])
+    keys = dict(userId=user, collectionId="course-as-c", contentId="quiz")
     scores = [3, 7, 1, 9, 4, 6, 2, 8, 5, 0]
     replies = await asyncio.gather(*(
         submit(client, **keys, attemptId=f"a{i}", assessmentTs=t + i, assessments=[assess("q", t + i, s, 10)])
@@ -214,10 +214,10 @@ async def test_an_unknown_collection_accepts_any_content(client, app, user):
 
 async def test_score_and_progress_aggregates_merge_never_wipe(client, app, user):
     t = now_ms() - 60_000
-    await put_collection(client, "course-m", leafNodes=["a", "q1", "q2"])
-    await post(client, "/v1/enrol", userId=user, collectionId="course-m")
-    await view(client, user, "a", "course-m")
-    keys = dict(userId=user, collectionId="course-m")
+    await put_collection(client, "course-as-m", leafNodes=["a", "q1", "q2"])
+    await post(client, "/v1/enrol", userId=user, collectionId="course-as-m")
+    await view(client, user, "a", "course-as-m")
+    keys = dict(userId=user, collectionId="course-as-m")
     await submit(client, **keys, contentId="q1", attemptId="x", assessments=[assess("q", t, 3, 4)])
 
     async def course_agg():
@@ -232,19 +232,19 @@ async def test_score_and_progress_aggregates_merge_never_wipe(client, app, user)
     agg = await course_agg()
     assert agg["completedCount"] == 1 and agg["score:q1"] == 3.0 and agg["score:q2"] == 1.0
     # A progress recompute keeps the scores.
-    await view(client, user, "q1", "course-m")
+    await view(client, user, "q1", "course-as-m")
     agg = await course_agg()
     assert agg["completedCount"] == 2 and agg["score:q1"] == 3.0 and agg["attempts_count:q2"] == 1
-    s = await summary(client, user, "course-m")
+    s = await summary(client, user, "course-as-m")
     assert s["assessmentStatus"] == {"q1": {"score": 3.0, "max_score": 4.0, "carried": False}, "q2": {"score": 1.0, "max_score": 2.0, "carried": False}}
     assert s["contentStatus"] == {"a": 2, "q1": 2, "q2": 1}
 
 
 async def test_one_cert_reissue_per_best_score_change(client, app, user):
     t = now_ms() - 60_000
-    await put_collection(client, "course-e", leafNodes=["quiz", "other"])
-    await post(client, "/v1/enrol", userId=user, collectionId="course-e", contextId="course-e")
-    keys = dict(userId=user, collectionId="course-e", contentId="quiz")
+    await put_collection(client, "course-as-e", leafNodes=["quiz", "other"])
+    await post(client, "/v1/enrol", userId=user, collectionId="course-as-e", contextId="course-as-e")
+    keys = dict(userId=user, collectionId="course-as-e", contentId="quiz")
 
     async def attempt(aid, ts, score):
         st, body = await submit(client, **keys, attemptId=aid, assessmentTs=ts, assessments=[assess("q", ts, score, 10)])
@@ -261,8 +261,8 @@ async def test_one_cert_reissue_per_best_score_change(client, app, user):
     assert [e["edata"]["attemptId"] for e in got] == ["a1", "a3"]
     e = got[-1]
     assert e["eid"] == "BE_JOB_REQUEST" and e["edata"]["action"] == "issue-certificate"
-    assert e["edata"]["userIds"] == [user] and e["edata"]["courseId"] == "course-e"
-    assert e["edata"]["batchId"] == "course-e" and e["object"]["id"] == "course-e_course-e"
+    assert e["edata"]["userIds"] == [user] and e["edata"]["courseId"] == "course-as-e"
+    assert e["edata"]["batchId"] == "course-as-e" and e["object"]["id"] == "course-as-e_course-as-e"
     assert len({x["mid"] for x in got}) == 2
 
 
@@ -276,11 +276,11 @@ async def test_no_cert_reissue_without_an_active_enrolment(client, app, user):
 
 async def test_erase_removes_attempts(client, app, user):
     t = now_ms() - 60_000
-    await submit(client, userId=user, collectionId="course-x", contentId="quiz", assessments=[assess("q", t, 1)])
+    await submit(client, userId=user, collectionId="course-as-x", contentId="quiz", assessments=[assess("q", t, 1)])
     r = await client.request("DELETE", f"/v1/summary/delete/{user}?all")
     assert r.status_code == 200 and r.json()["result"]["erased"]["assessment_aggregator"] == 1
     assert await attempts_stored(app, user) == []
-    assert (await read_scores(client, userId=user, collectionId="course-x", contentId="quiz"))["quiz"]["score"] is None
+    assert (await read_scores(client, userId=user, collectionId="course-as-x", contentId="quiz"))["quiz"]["score"] is None
 
 
 async def _n(items, n):
@@ -329,19 +329,19 @@ async def test_concurrent_submits_share_a_commit_and_a_bad_one_is_refused_alone(
     """Concurrent submits of many learners are group-committed; one that cannot be stored (NUL,
     which PostgreSQL's JSONB refuses) gets its own 400 on both backends, the others are stored."""
     t = now_ms() - 60_000
-    await put_collection(client, "course-g", leafNodes=["quiz"])
+    await put_collection(client, "course-as-g", leafNodes=["quiz"])
     users = [f"g-{backend}-{i}-{t}" for i in range(12)]
 
     def body(i, u):
         e = assess("q", t, 1)
         if i == 5:
             e["edata"]["item"]["title"] = "bad\u0000title"
-        return dict(userId=u, collectionId="course-g", contentId="quiz", attemptId="a", assessments=[e])
+        return dict(userId=u, collectionId="course-as-g", contentId="quiz", attemptId="a", assessments=[e])
 
     replies = await asyncio.gather(*(submit(client, **body(i, u)) for i, u in enumerate(users)))
     assert [i for i, (st, _) in enumerate(replies) if st != 200] == [5], replies
     st, b = replies[5]
     assert (b["params"]["err"], b["result"]["field"]) == ("INVALID_EVENT", "request.assessments.0"), b
     for i, u in enumerate(users):
-        got = (await read_scores(client, userId=u, collectionId="course-g", contentId="quiz"))["quiz"]
+        got = (await read_scores(client, userId=u, collectionId="course-as-g", contentId="quiz"))["quiz"]
         assert got["attempts"] == (0 if i == 5 else 1)

@@ -3,6 +3,7 @@ and on PostgreSQL + Redis (the worker runs inside the app in these tests)."""
 
 import asyncio
 
+import pytest
 
 from conftest import wait_until
 from helpers import now_ms
@@ -10,6 +11,13 @@ from progress_helpers import (events_for, post, put_collection, queue_empty, sto
                               summary, view)
 
 UNIT = "application/vnd.ekstep.content-collection"
+
+
+@pytest.fixture(params=["sqlite", "postgres", "cluster"])
+def backend(request) -> str:
+    """These tests also run on PostgreSQL + a three-master Redis Cluster."""
+    return request.param
+
 
 
 async def test_context_round_trip_and_bad_input(client):

@@ -7,6 +7,12 @@ import pytest
 from helpers import call, db_rows, dirty_marks, now_ms, read
 
 
+@pytest.fixture(params=["sqlite", "postgres", "cluster"])
+def backend(request) -> str:
+    """These tests also run on PostgreSQL + a three-master Redis Cluster."""
+    return request.param
+
+
 async def test_lifecycle_round_trip_in_the_seed_envelope(client, user):
     status, body = await call(client, "start", userId=user, contentId="do_1", collectionId="col", contextId="b1")
     assert status == 200

@@ -5,6 +5,8 @@ import random
 
 import pytest
 
+from redis.crc import key_slot
+
 from helpers import call, now_ms, read
 from viewer_service.adapters.cache.memory import MemoryCache
 from viewer_service.adapters.cache.redis import RedisCache
@@ -13,13 +15,14 @@ from viewer_service.domain.scope import Scope
 S = Scope("u", "col", "ctx")
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-cluster"])
 async def cache(request):
     if request.param == "memory":
         c = MemoryCache()
     else:
-        server = request.getfixturevalue("redis_server")
-        c = RedisCache(server.url, prefix=f"vt-cache-{random.getrandbits(32):x}:", ttl_seconds=60)
+        cluster = request.param == "redis-cluster"
+        server = request.getfixturevalue("redis_cluster" if cluster else "redis_server")
+        c = RedisCache(server.url, prefix=f"vt-cache-{random.getrandbits(32):x}:", ttl_seconds=60, cluster=cluster)
     yield c
     await c.close()
 
@@ -52,6 +55,30 @@ async def test_ids_with_separators_do_not_collide(redis_server):
     c = RedisCache(redis_server.url, prefix="vt-sep:")
     assert c.key(Scope("a:b", "c", "d")) != c.key(Scope("a", "b:c", "d"))
     await c.close()
+
+
+async def test_a_batch_spanning_many_cluster_slots_is_merged_and_read_back(redis_cluster):
+    """One write batch holds many learners: on a cluster it becomes one script call per slot."""
+    c = RedisCache(redis_cluster.url, prefix=f"vt-cl-{random.getrandbits(32):x}:", ttl_seconds=60, cluster=True)
+    try:
+        scopes = [Scope(f"u{i}", "col", "ctx") for i in range(64)]
+        assert len({key_slot(c.key(s).encode()) for s in scopes}) > 10
+        # A learner's scopes share a slot, whatever the collection and context.
+        assert len({key_slot(c.key(Scope("u}x{", col, ctx)).encode()) for col in "ab" for ctx in "cd"}) == 1
+        for s in scopes:
+            assert await c.put([], full=s)
+        assert await c.put([(s, "c", 2, {"status": 2, "u": s.user_id}) for s in scopes])
+        assert await c.put([(s, "c", 1, {"status": 1}) for s in scopes])  # older: never replaces
+        got = await asyncio.gather(*(c.read(s, ["c"]) for s in scopes))
+        assert got == [{"c": {"status": 2, "u": s.user_id}} for s in scopes]
+        assert await c.invalidate(scopes)
+        assert await c.read(scopes[0], ["c"]) is None
+        for s in scopes:
+            assert await c.put([(s, "c", 3, {"status": 2})], full=s)
+        assert await c.clear() == len(scopes)  # scans every master
+        assert await c.read(scopes[1], ["c"]) is None
+    finally:
+        await c.close()
 
 
 async def test_read_after_write_under_concurrent_writers(client, user):

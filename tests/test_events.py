@@ -176,24 +176,25 @@ async def _file_sunk(tmp_path):
     return Sunk(FileSink(str(path)), read), None
 
 
-async def _redis_sunk(redis_server):
+async def _redis_sunk(server, cluster: bool = False):
     name = f"events-{uuid.uuid4().hex[:8]}"
-    client = aioredis.Redis.from_url(redis_server.url)
+    client = (aioredis.RedisCluster if cluster else aioredis.Redis).from_url(server.url)
 
     async def read():
         return [orjson.loads(fields[b"event"]) for _, fields in await client.xrange(PREFIX + name)]
-    return Sunk(RedisStreamSink(redis_server.url, name, PREFIX), read), client
+    return Sunk(RedisStreamSink(server.url, name, PREFIX, cluster=cluster), read), client
 
 
-@pytest.fixture(params=["file", "redis"])
+@pytest.fixture(params=["file", "redis", "redis-cluster"])
 def sink_kind(request):
-    return request.param, (request.getfixturevalue("redis_server") if request.param == "redis" else None)
+    server = {"redis": "redis_server", "redis-cluster": "redis_cluster"}.get(request.param)
+    return request.param, (request.getfixturevalue(server) if server else None)
 
 
 @pytest.fixture
 async def sunk(sink_kind, tmp_path):
-    kind, redis_server = sink_kind
-    s, client = await (_file_sunk(tmp_path) if kind == "file" else _redis_sunk(redis_server))
+    kind, server = sink_kind
+    s, client = await (_file_sunk(tmp_path) if kind == "file" else _redis_sunk(server, kind == "redis-cluster"))
     yield s
     await s.sink.close()
     if client is not None:
@@ -306,8 +307,7 @@ async def test_a_dispatcher_that_died_after_publishing_causes_no_duplicate(engin
 
     # Within the lease nobody else takes them.
     other = OutboxDispatcher(engine, sunk.sink, worker_id="next", clock=lambda: t0 + LEASE - 1)
-    while await other.run_once():
-        pass
+    await _drain(other)
     assert len(await _pending(engine, users)) == len(expected)
 
     # After it, the next dispatcher re-delivers: the sink drops what the dead one wrote.

@@ -17,8 +17,7 @@ import pytest
 from helpers import now_ms
 from progress_helpers import events_for, post, put_collection, queue_empty, stored_enrolment, summary
 from servers import create_database, drop_database
-from viewer_service.adapters.db.migrate import upgrade
-from conftest import wait_until
+from conftest import migrate, wait_until
 
 DAY = 86_400_000
 MONTH, THREE_MONTHS = 30 * DAY, 91 * DAY
@@ -45,7 +44,7 @@ def mode_databases(tmp_path_factory, request):
                 dsn = create_database(admin[0])
                 dropped.append(dsn)
                 url = dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
-            upgrade(url)
+            migrate(url)
             made[(backend, mode)] = url
         return made[(backend, mode)]
 
@@ -531,20 +530,20 @@ async def test_scores_come_with_carried_status_and_say_so(client, rahul, t0):
 
 
 async def test_carried_completion_completes_the_enrolment_once(client, app, rahul, t0):
-    await put_collection(client, "course-e", leafNodes=["a", "b"])
+    await put_collection(client, "course-mode-e", leafNodes=["a", "b"])
     await complete(client, rahul, "a", ts=t0)
     await complete(client, rahul, "b", ts=t0 + 1)
-    await context(client, f"{rahul}-b", ["course-e"], carry={"mode": "copy-content"})
+    await context(client, f"{rahul}-b", ["course-mode-e"], carry={"mode": "copy-content"})
     enrolled = t0 + 10 * DAY
-    await enrol(client, rahul, "course-e", f"{rahul}-b", enrolled)
-    s = await summary(client, rahul, "course-e", f"{rahul}-b")
+    await enrol(client, rahul, "course-mode-e", f"{rahul}-b", enrolled)
+    s = await summary(client, rahul, "course-mode-e", f"{rahul}-b")
     assert (s["status"], s["progress"], s["completedOn"]) == (2, 100, enrolled)  # not before it began
-    assert await wait_until(lambda: _enrolment_status(app, rahul, "course-e", f"{rahul}-b", COMPLETE))
-    await enrol(client, rahul, "course-e", f"{rahul}-b", enrolled)  # idempotent: nothing more happens
+    assert await wait_until(lambda: _enrolment_status(app, rahul, "course-mode-e", f"{rahul}-b", COMPLETE))
+    await enrol(client, rahul, "course-mode-e", f"{rahul}-b", enrolled)  # idempotent: nothing more happens
     await complete(client, rahul, "a", ts=t0 + 2)  # a later view of a source changes nothing either
     assert await wait_until(lambda: queue_empty(app, rahul))
-    assert await wait_until(lambda: _events(app, rahul, "course-e", 1))
-    assert (await stored_enrolment(app, rahul, "course-e", f"{rahul}-b")).completed_on == enrolled
+    assert await wait_until(lambda: _events(app, rahul, "course-mode-e", 1))
+    assert (await stored_enrolment(app, rahul, "course-mode-e", f"{rahul}-b")).completed_on == enrolled
 
 
 async def _events(app, user, collection, n) -> bool:
@@ -574,23 +573,23 @@ async def test_completions_racing_enrolments_are_carried_once_and_at_once(client
     once all have answered, every completion is in every enrolment, exactly once, with provenance
     (an enrolment's pull and a completion's are serialised per learner: services/carry.py)."""
     leaves = [f"c{i}" for i in range(6)]
-    await put_collection(client, "course-r", leafNodes=leaves)
+    await put_collection(client, "course-mode-race", leafNodes=leaves)
     for n in range(10):
         user = f"{rahul}-{n}"
         ctxs = [f"{user}-b{i}" for i in range(2)]
         for ctx in ctxs:
-            await context(client, ctx, ["course-r"], carry={"mode": "copy-content"})
-        enrolled = await asyncio.gather(*(enrol(client, user, "course-r", ctx, t0) for ctx in ctxs),
+            await context(client, ctx, ["course-mode-race"], carry={"mode": "copy-content"})
+        enrolled = await asyncio.gather(*(enrol(client, user, "course-mode-race", ctx, t0) for ctx in ctxs),
                                         *(complete(client, user, c, ts=t0 + DAY) for c in leaves))
         for ctx, result in zip(ctxs, enrolled):
-            read = {c: await status(client, user, c, "course-r", ctx, fields=["provenance"]) for c in leaves}
+            read = {c: await status(client, user, c, "course-mode-race", ctx, fields=["provenance"]) for c in leaves}
             assert {c: r["status"] for c, r in read.items()} == dict.fromkeys(leaves, COMPLETE), (n, ctx)
             by_trigger = {c: r["provenance"]["trigger"] for c, r in read.items()}
             # What the enrolment carried it lists; the rest the completions carried: none twice.
             assert sorted(result["carried"]) == sorted(c for c, t in by_trigger.items() if t == "enrol"), (n, ctx)
             assert set(by_trigger.values()) <= {"enrol", "completion"}
             assert all(r["provenance"]["from"] == {"collectionId": c, "contextId": c} for c, r in read.items())
-            rows = await _stored_rows(app, user, "course-r", ctx)
+            rows = await _stored_rows(app, user, "course-mode-race", ctx)
             assert sorted(r.content_id for r in rows) == leaves  # one row per content
             assert all(r.carried_from is not None and r.view_count == 0 for r in rows)
 
@@ -608,44 +607,44 @@ async def _stored_rows(app, user, collection, ctx):
 async def test_completions_racing_an_enrolment_complete_it(client, app, rahul, t0):
     """With the worker: the enrolment completes, once."""
     leaves = [f"c{i}" for i in range(12)]
-    await put_collection(client, "course-r", leafNodes=leaves)
-    await context(client, f"{rahul}-b", ["course-r"], carry={"mode": "copy-content"})
+    await put_collection(client, "course-mode-r", leafNodes=leaves)
+    await context(client, f"{rahul}-b", ["course-mode-r"], carry={"mode": "copy-content"})
     ts = now_ms() - 60_000
-    await asyncio.gather(enrol(client, rahul, "course-r", f"{rahul}-b", ts - 1),
+    await asyncio.gather(enrol(client, rahul, "course-mode-r", f"{rahul}-b", ts - 1),
                          *(complete(client, rahul, c, ts=ts) for c in leaves))
-    s = await summary(client, rahul, "course-r", f"{rahul}-b")
+    s = await summary(client, rahul, "course-mode-r", f"{rahul}-b")
     assert s["contentOrigin"] == {c: "carried" for c in leaves}
-    assert await wait_until(lambda: _enrolment_status(app, rahul, "course-r", f"{rahul}-b", COMPLETE))
-    assert await wait_until(lambda: _events(app, rahul, "course-r", 1))
+    assert await wait_until(lambda: _enrolment_status(app, rahul, "course-mode-r", f"{rahul}-b", COMPLETE))
+    assert await wait_until(lambda: _events(app, rahul, "course-mode-r", 1))
 
 
 async def test_move_keeps_a_completed_enrolment_and_copies_from_it(client, app, rahul):
     t = now_ms() - 20 * DAY
-    await put_collection(client, "course-m", leafNodes=["a"])
-    await context(client, f"{rahul}-b1", ["course-m"])
-    await context(client, f"{rahul}-p1", ["course-m"], carry={"mode": "move"})
-    await enrol(client, rahul, "course-m", f"{rahul}-b1", t)
-    await complete(client, rahul, "a", "course-m", f"{rahul}-b1", ts=t + 1)
-    assert await wait_until(lambda: _enrolment_status(app, rahul, "course-m", f"{rahul}-b1", COMPLETE))
-    result = await enrol(client, rahul, "course-m", f"{rahul}-p1", t + DAY)
+    await put_collection(client, "course-mode-m", leafNodes=["a"])
+    await context(client, f"{rahul}-b1", ["course-mode-m"])
+    await context(client, f"{rahul}-p1", ["course-mode-m"], carry={"mode": "move"})
+    await enrol(client, rahul, "course-mode-m", f"{rahul}-b1", t)
+    await complete(client, rahul, "a", "course-mode-m", f"{rahul}-b1", ts=t + 1)
+    assert await wait_until(lambda: _enrolment_status(app, rahul, "course-mode-m", f"{rahul}-b1", COMPLETE))
+    result = await enrol(client, rahul, "course-mode-m", f"{rahul}-p1", t + DAY)
     assert result["movedFrom"] == [] and result["carried"] == ["a"]
-    assert await opens(client, rahul, "a", "course-m", f"{rahul}-b1") == COMPLETE  # still there
-    p = (await status(client, rahul, "a", "course-m", f"{rahul}-p1", fields=["provenance"]))["provenance"]
+    assert await opens(client, rahul, "a", "course-mode-m", f"{rahul}-b1") == COMPLETE  # still there
+    p = (await status(client, rahul, "a", "course-mode-m", f"{rahul}-p1", fields=["provenance"]))["provenance"]
     assert p["mode"] == "move" and p["sourceKept"] is True
-    assert (await stored_enrolment(app, rahul, "course-m", f"{rahul}-b1")).active
+    assert (await stored_enrolment(app, rahul, "course-mode-m", f"{rahul}-b1")).active
 
 
 async def test_move_leaves_an_ended_batch_alone(client, app, rahul):
     t = now_ms() - 100 * DAY
-    await put_collection(client, "course-x", leafNodes=["a", "b"])
-    await context(client, f"{rahul}-b1", ["course-x"], start=t, end=t + 30 * DAY)
-    await context(client, f"{rahul}-p1", ["course-x"], carry={"mode": "move"})
-    await enrol(client, rahul, "course-x", f"{rahul}-b1", t)
-    await complete(client, rahul, "a", "course-x", f"{rahul}-b1", ts=t + 1)
-    result = await enrol(client, rahul, "course-x", f"{rahul}-p1", t + 60 * DAY)
+    await put_collection(client, "course-mode-x", leafNodes=["a", "b"])
+    await context(client, f"{rahul}-b1", ["course-mode-x"], start=t, end=t + 30 * DAY)
+    await context(client, f"{rahul}-p1", ["course-mode-x"], carry={"mode": "move"})
+    await enrol(client, rahul, "course-mode-x", f"{rahul}-b1", t)
+    await complete(client, rahul, "a", "course-mode-x", f"{rahul}-b1", ts=t + 1)
+    result = await enrol(client, rahul, "course-mode-x", f"{rahul}-p1", t + 60 * DAY)
     assert result["movedFrom"] == [] and result["carried"] == []
-    assert await opens(client, rahul, "a", "course-x", f"{rahul}-b1") == COMPLETE
-    assert await opens(client, rahul, "a", "course-x", f"{rahul}-p1") == NOT_STARTED
+    assert await opens(client, rahul, "a", "course-mode-x", f"{rahul}-b1") == COMPLETE
+    assert await opens(client, rahul, "a", "course-mode-x", f"{rahul}-p1") == NOT_STARTED
 
 
 async def test_moved_summary_explains_where_progress_went(client, move_story):
@@ -749,3 +748,29 @@ async def test_only_a_completing_write_looks_for_carry_targets(client, app, rahu
         event.remove(engine, "before_cursor_execute", record)
     assert updates and not any("enrolment" in q for q in updates)
     assert sum("FROM enrolment" in q for q in ends) == 1
+
+
+@NO_WORKER
+async def test_legacy_content_state_updates_carry_at_once(client, rahul):
+    """lms-service's content state update (docs/sunbird.md) completes through the same write path:
+    a status 2, and an assessment (which implies completion), are carried in their transaction."""
+    from test_api_assessments import assess
+
+    now = now_ms()
+    await put_collection(client, C1, leafNodes=[SDA, DDA])
+    await put_collection(client, C2, leafNodes=[SDA, DDA])
+    await context(client, f"{rahul}-b1", [C1], start=now - DAY)
+    await context(client, f"{rahul}-b2", [C2], carry={"mode": "copy-collection"})
+    await enrol(client, rahul, C2, f"{rahul}-b2", now - DAY)
+    r = await client.patch("/v1/content/state/update", json={"request": {"userId": rahul, "contents": [
+        {"contentId": SDA, "courseId": C1, "batchId": f"{rahul}-b1", "status": 2}]}})
+    assert r.status_code == 200, r.json()
+    p = (await status(client, rahul, SDA, C2, f"{rahul}-b2", fields=["provenance"]))["provenance"]
+    assert (p["trigger"], p["from"]) == ("completion", {"collectionId": C1, "contextId": f"{rahul}-b1"})
+    ts = now - 60_000
+    r = await client.patch("/v1/content/state/update", json={"request": {"userId": rahul, "assessments": [{
+        "assessmentTs": str(ts), "courseId": C1, "contentId": DDA, "batchId": f"{rahul}-b1", "userId": rahul,
+        "attemptId": "att-1", "events": [assess("q1", ts - 2000, 1), assess("q2", ts - 1000, 0)]}]}})
+    assert r.status_code == 200, r.json()
+    carried = await status(client, rahul, DDA, C2, f"{rahul}-b2", fields=["provenance"])
+    assert carried["status"] == COMPLETE and carried["provenance"]["trigger"] == "completion"

@@ -16,6 +16,8 @@ class Settings(BaseSettings):
     # Unset: an in-process cache (one serving process only).
     redis_url: str | None = None
     redis_prefix: str = "vs:"
+    # VIEWER_REDIS_URL names one node of a Redis Cluster; the client discovers the others.
+    redis_cluster: bool = False
     cache_ttl_seconds: int = 7 * 24 * 3600
     cache_max_scopes: int = 100_000  # in-process cache bound
 
@@ -88,6 +90,13 @@ class Settings(BaseSettings):
                 return "postgresql+asyncpg://" + v[len(plain):]
         if v.startswith("sqlite:///"):
             return "sqlite+aiosqlite:///" + v[len("sqlite:///"):]
+        return v
+
+    @field_validator("redis_prefix")
+    @classmethod
+    def _no_hash_tag(cls, v: str) -> str:
+        if "{" in v or "}" in v:
+            raise ValueError("may not contain '{' or '}': Redis Cluster hash tags are the service's own")
         return v
 
     @model_validator(mode="after")

@@ -196,7 +196,7 @@ def build_worker(settings, engine: AsyncEngine, catalog: Catalog, views=None) ->
     from .adapters.events import make_sink
     from .services.outbox import OutboxDispatcher
 
-    sink = make_sink(settings.event_sink, settings.redis_url, settings.redis_prefix)
+    sink = make_sink(settings.event_sink, settings.redis_url, settings.redis_prefix, settings.redis_cluster)
     worker_id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
     lease_ms = int(settings.worker_lease_seconds * 1000)
     listens = engine.dialect.name == "postgresql"

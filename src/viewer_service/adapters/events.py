@@ -12,9 +12,8 @@ import threading
 from typing import Protocol
 
 import orjson
-import redis.asyncio as aioredis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
+
+from .redis_conn import connect, tag
 
 Events = list[tuple[str, dict]]
 DEDUP_TTL_SECONDS = 7 * 24 * 3600
@@ -136,32 +135,36 @@ return added
 
 
 class RedisStreamSink:
-    """XADD to the stream `<prefix><name>`, field `event` = the JSON. A marker `<prefix>evt:<mid>`
-    (kept 7 days) makes a re-publish of the same event a no-op."""
+    """XADD to the stream `<prefix><name>`, field `event` = the JSON. A marker
+    `<prefix>evt:{<prefix><name>}:<mid>` (kept 7 days) makes a re-publish of the same event a no-op;
+    its hash tag is the stream's name, so on a Redis Cluster marker and stream share a slot."""
 
-    def __init__(self, url: str | None, stream: str, prefix: str = "vs:", timeout: float = 5.0):
+    def __init__(self, url: str | None, stream: str, prefix: str = "vs:", timeout: float = 5.0,
+                 cluster: bool = False):
         if not stream:
             raise ValueError("VIEWER_EVENT_SINK: redis-stream: needs a stream name, e.g. redis-stream:events")
         if not url:
             raise ValueError("VIEWER_EVENT_SINK=redis-stream:... needs VIEWER_REDIS_URL")
+        if "{" in stream + prefix or "}" in stream + prefix:
+            raise ValueError("VIEWER_EVENT_SINK: the stream name and VIEWER_REDIS_PREFIX may not contain '{' or '}' "
+                             "(Redis Cluster hash tags are the service's own)")
         self.stream = f"{prefix}{stream}"
-        self.prefix = prefix
+        self._markers = f"{prefix}evt:{tag(self.stream)}:"
         # One quick retry (a connection broken by a Redis restart); the dispatcher retries the rest.
-        self.client = aioredis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                              retry=Retry(NoBackoff(), 1))
+        self.client = connect(url, cluster=cluster, timeout=timeout, retries=1)
         self._script = self.client.register_script(_PUBLISH)
 
     async def publish(self, events: Events, *, maybe_written: bool = False) -> None:
         if not events:
             return
-        keys = [self.stream, *(f"{self.prefix}evt:{mid}" for mid, _ in events)]
+        keys = [self.stream, *(self._markers + mid for mid, _ in events)]
         await self._script(keys=keys, args=[DEDUP_TTL_SECONDS, *(encode(p) for _, p in events)])
 
     async def close(self) -> None:
         await self.client.aclose()
 
 
-def make_sink(spec: str, redis_url: str | None = None, prefix: str = "vs:") -> Sink:
+def make_sink(spec: str, redis_url: str | None = None, prefix: str = "vs:", cluster: bool = False) -> Sink:
     """`file:<path>`, `redis-stream:<name>` or `none` (the VIEWER_EVENT_SINK setting)."""
     spec = spec.strip()
     if spec == "none":
@@ -170,5 +173,5 @@ def make_sink(spec: str, redis_url: str | None = None, prefix: str = "vs:") -> S
     if sep and kind == "file":
         return FileSink(arg)
     if sep and kind == "redis-stream":
-        return RedisStreamSink(redis_url, arg, prefix)
+        return RedisStreamSink(redis_url, arg, prefix, cluster=cluster)
     raise ValueError(f"VIEWER_EVENT_SINK: unknown sink {spec!r}; expected file:<path>, redis-stream:<name> or none")

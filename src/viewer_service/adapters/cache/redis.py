@@ -7,14 +7,15 @@ import time
 from collections import defaultdict
 from importlib.resources import files
 
+import asyncio
+import contextlib
+
 import orjson
-import redis.asyncio as aioredis
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry
 
 from ...batching import Batcher
 from ...domain.scope import Scope
+from ..redis_conn import by_slot, connect, tag
 from .base import FULL_MARK
 
 log = logging.getLogger(__name__)
@@ -23,25 +24,25 @@ READ_BACKOFF_SECONDS = 1.0
 
 
 def scope_key(prefix: str, s: Scope) -> str:
-    # Length prefixes keep ids that contain ':' from colliding.
-    return f"{prefix}ucc:{len(s.user_id)}:{s.user_id}:{len(s.collection_id)}:{s.collection_id}:{s.context_id}"
+    # Length prefixes keep ids that contain ':' from colliding. The learner is the hash tag: all of
+    # one learner's scopes share a Redis Cluster slot. (A '}' inside a user id ends the tag early,
+    # but at the same place in every key of that learner, so they still share it.)
+    user = tag(f"{len(s.user_id)}:{s.user_id}")
+    return f"{prefix}ucc:{user}:{len(s.collection_id)}:{s.collection_id}:{s.context_id}"
 
 
 class RedisCache:
     kind = "redis"
 
     def __init__(self, url: str, prefix: str = "vs:", ttl_seconds: int = 0, timeout: float = 1.0,
-                 max_connections: int = 32):
+                 max_connections: int = 32, cluster: bool = False):
         self.degraded = False
         self.prefix = prefix
+        self.cluster = cluster
         self._ttl = str(ttl_seconds)
-        # Fail fast: during an outage the database answers instead.
-        # A bounded pool that makes a burst wait for a connection instead of failing it.
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url, max_connections=max_connections, timeout=timeout,
-            socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0),
-        )
-        self.client = aioredis.Redis(connection_pool=pool)
+        self.client = connect(url, cluster=cluster, timeout=timeout, max_connections=max_connections)
+        # A cluster client fails, not waits, when a node's pool is full: bursts queue here instead.
+        self._gate = asyncio.Semaphore(max_connections) if cluster else contextlib.nullcontext()
         self._put = self.client.register_script(_PUT)
         # Concurrent reads share one pipelined round trip: redis-py costs ~60 µs of CPU per
         # command alone, ~15 µs per command in a pipeline.
@@ -59,7 +60,7 @@ class RedisCache:
 
     async def _read_many(self, reads):
         try:
-            async with self.client.pipeline(transaction=False) as pipe:
+            async with self._gate, self.client.pipeline(transaction=False) as pipe:
                 for key, content_ids in reads:
                     if content_ids is None:
                         pipe.hgetall(key)
@@ -78,26 +79,38 @@ class RedisCache:
             by_scope[full]
         for scope, cid, version, entry in entries:
             by_scope[scope] += [cid, b"%d|" % version + orjson.dumps(entry)]
-        keys, args, full_at = [], [self._ttl, "0"], 0
-        for n, (scope, pairs) in enumerate(by_scope.items(), 1):
-            keys.append(self.key(scope))
+        scopes = list(by_scope)
+        keys = [self.key(s) for s in scopes]
+        # One script call for the whole batch on a single node; on a cluster one per slot (a
+        # script may only touch keys of one slot), all in flight together.
+        try:
+            if self.cluster:
+                await asyncio.gather(*(self._put_group([scopes[i] for i in g], [keys[i] for i in g], by_scope, full)
+                                       for g in by_slot(keys).values()))
+            else:
+                await self._put_group(scopes, keys, by_scope, full)
+            return True
+        except RedisError as e:
+            log.warning("cache update failed: %r", e)
+            return False
+
+    async def _put_group(self, scopes, keys, by_scope, full):
+        args, full_at = [self._ttl, "0"], 0
+        for n, scope in enumerate(scopes, 1):
+            pairs = by_scope[scope]
             args += [len(pairs) // 2, *pairs]
             if scope == full:
                 full_at = n
         args[1] = str(full_at)
-        try:
-            # One script call for the whole batch (all keys on one Redis node: no Cluster).
+        async with self._gate:
             await self._put(keys=keys, args=args)
-            return True
-        except RedisError as e:
-            log.warning("cache update failed: %s", e)
-            return False
 
     async def invalidate(self, scopes):
         if not scopes:
             return True
         try:
-            await self.client.delete(*[self.key(s) for s in scopes])
+            async with self._gate:
+                await self.client.delete(*[self.key(s) for s in scopes])
             return True
         except RedisError as e:
             log.warning("cache invalidation failed: %s", e)
