@@ -43,9 +43,9 @@ async def scrape(client) -> dict:
 
 async def test_metrics_count_known_traffic(client, user):
     before = await scrape(client)
-    ids = {"userId": user, "collectionId": f"col-{user}", "contextId": "b1"}
+    ids = {"userId": user, "collectionId": f"col-{user}", "contextId": f"b-{user}"}  # ids of its own: shared database
     await put_collection(client, ids["collectionId"], leafNodes=["c1", "c2"])
-    r = await client.put("/v1/context/b1", json={"request": {"type": "batch", "collectionIds": [ids["collectionId"]]}})
+    r = await client.put(f"/v1/context/{ids['contextId']}", json={"request": {"type": "batch", "collectionIds": [ids["collectionId"]]}})
     assert r.status_code == 200
     assert (await post(client, "/v1/enrol", **ids))[0] == 200
     for cid in ("c1", "c2"):
