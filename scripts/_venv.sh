@@ -27,8 +27,12 @@ ensure_venv() {
     fi
     [ -n "$extra" ] && break
   done
-  echo "installing viewer-service${extra:+ [$extra]} into .venv ..." >&2
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e "$spec" || return 1
+  # On a terminal pip shows what it fetches and builds; elsewhere (CI logs) it stays quiet.
+  local quiet=-q
+  [ -t 2 ] && quiet=
+  echo "installing viewer-service${extra:+ [$extra]} into .venv (the first time takes a minute or two) ..." >&2
+  .venv/bin/python -m pip install $quiet --disable-pip-version-check -e "$spec" 1>&2 || return 1
+  echo "installed." >&2
   rm -f .venv/.installed-*
   echo "$hash" > "$stamp"
 }

@@ -1,6 +1,8 @@
 """Fixtures: real PostgreSQL and Redis servers (started by tests/servers.py) and SQLite.
 
-Each run gets its own PostgreSQL database, SQLite file and Redis key prefix."""
+Each run (each xdist worker) gets its own PostgreSQL database, SQLite file and Redis key prefix,
+shared by its tests, which run in random order: ids of collections and contexts a test creates must
+be its own, and a test counts only its own learners' rows (the `user` fixture)."""
 
 from __future__ import annotations
 

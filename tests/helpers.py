@@ -34,3 +34,35 @@ async def dirty_marks(service, user: str) -> list[dict]:
     async with service.reader.connect() as conn:
         rows = await conn.execute(sa.select(scope_dirty).where(scope_dirty.c.user_id == user))
         return [dict(r._mapping) for r in rows]
+
+
+def clean_env(**settings) -> dict:
+    """The environment for a service subprocess: none of the caller's VIEWER_* or PROMETHEUS_*."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIEWER_", "PROMETHEUS_"))}
+    env.update(settings)
+    return env
+
+
+async def wait_answering(url: str, proc, timeout: float = 60):
+    """GET `url` until it answers 200 (bounded); fails at once if the process `proc` exits."""
+    import asyncio
+
+    import httpx
+
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    async with httpx.AsyncClient() as c:
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(f"the process exited with {proc.returncode}")
+            try:
+                r = await c.get(url)
+                if r.status_code == 200:
+                    return r
+            except httpx.TransportError:
+                pass
+            if loop.time() > end:
+                raise AssertionError(f"{url} did not answer within {timeout} s")
+            await asyncio.sleep(0.1)

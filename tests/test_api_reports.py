@@ -12,7 +12,8 @@ import pytest
 
 from conftest import wait_until
 from report_seed import Course, seed_course, stored
-from viewer_service.domain.reports import bucket, decode_cursor, encode_cursor, histogram, parse_time, per_day
+from viewer_service.domain.reports import (assessment_summary, bucket, decode_cursor, encode_cursor, histogram,
+                                          parse_time, per_day, weighted_median)
 
 SECRET = "test-secret-that-is-long-enough-for-hs256"
 JWT = pytest.mark.settings(auth="jwt", jwt_secret=SECRET)
@@ -64,6 +65,20 @@ def test_times_and_days():
         parse_time("yesterday", "f")
     assert per_day({3: 1, 5: 2}) == [{"date": "1970-01-04", "count": 1}, {"date": "1970-01-05", "count": 0},
                                      {"date": "1970-01-06", "count": 2}]
+
+
+def test_weighted_median_and_assessment_summary():
+    assert weighted_median([]) is None
+    assert weighted_median([(5, 1)]) == 5
+    assert weighted_median([(1, 1), (3, 1)]) == 2
+    assert weighted_median([(9, 1), (1, 2), (3, 1)]) == 2  # 1 1 3 9
+    assert weighted_median([(1, 3), (9, 1)]) == 1
+    assert weighted_median([(2, 0), (7, 2)]) == 7
+    rows = [("c", "q", 3.0, 4.0, 1, 2), ("c", "q", 1.0, 4.0, 2, 2), ("c", "z", 0.0, None, 1, 1)]
+    q, z = assessment_summary(rows, 50)
+    assert (q["learners"], q["attempts"], q["medianScore"], q["maxScore"], q["passCount"]) == (3, 4, 1.0, 4.0, 1)
+    assert q["meanScore"] == 5 / 3 and q["meanPercent"] == 125 / 3 and q["medianPercent"] == 25.0
+    assert (z["meanPercent"], z["maxScore"], z["passCount"]) == (0.0, None, 0)
 
 
 # -- roster --------------------------------------------------------------------------------------
@@ -207,6 +222,7 @@ async def test_contexts_by_prefix(client):
     ("/v1/report/context/{ctx}", {"status": "3"}, "status"),
     ("/v1/report/context/{ctx}", {"cursor": "bm9wZQ"}, "cursor"),
     ("/v1/report/context/{ctx}", {"completedFrom": "soon"}, "completedFrom"),
+    ("/v1/report/context/{ctx}", {"completedTo": "99999999999999999999999"}, "completedTo"),
     ("/v1/report/context/{ctx}", {"format": "xlsx"}, "format"),
     ("/v1/report/context/{ctx}", {"active": "maybe"}, "active"),
     ("/v1/report/context/{ctx}/stats", {"passPercent": "101"}, "passPercent"),
@@ -254,3 +270,19 @@ async def test_report_roles_are_configurable(client):
     path = f"/v1/report/context/{c.context}/stats"
     assert (await client.get(path, headers=token("m", "COURSE_MENTOR"))).status_code == 403
     assert (await client.get(path, headers=token("k", "coach"))).status_code == 200
+
+
+NASTY = ["\x00", "%", "'; drop table enrolment; --", "é" * 300, "9" * 30, "-1", "1e309", "nan", " ", "[]"]
+
+
+async def test_odd_parameter_values_never_get_a_500(client):
+    c = await seeded(client)
+    for name in ("collectionId", "status", "completedFrom", "completedTo", "active", "search", "cursor", "limit",
+                 "passPercent", "utcOffsetMinutes", "prefix", "format"):
+        for value in NASTY:
+            for path in (f"/v1/report/context/{c.context}", f"/v1/report/context/{c.context}/stats",
+                         "/v1/report/contexts"):
+                r = await client.get(path, params={name: value})
+                assert r.status_code in (200, 400, 404), (path, name, value, r.text)
+                if r.status_code != 200:
+                    assert r.json()["params"]["status"] == "failed"

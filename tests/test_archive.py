@@ -156,6 +156,7 @@ async def test_archive_keeps_every_answer_then_restore_brings_the_details_back(c
     out = cli(env, "archive", "--completed-before", "2025-06-01", "--dir", root)
     assert out.returncode == 0, out.stderr
     assert "archived 1 enrolments: 3 consumption rows, 1 attempts" in out.stdout
+    assert "archive: 1/1 enrolments" in out.stderr  # not a terminal: log lines, no progress bar
     assert await count(db_url, user_content_consumption, "old") == 0
     assert await count(db_url, assessment_aggregator, "old") == 0
     assert await count(db_url, archived_consumption, "old") == 3
@@ -320,3 +321,29 @@ async def test_bad_arguments_get_clear_answers(env, db_url, tmp_path):
     assert out.returncode == 2 and "strict" in out.stderr
     out = cli(env, "archive", "--completed-before", "2025-01-01", "--dir", str(tmp_path / "a"))
     assert out.returncode == 0 and "archived 0 enrolments" in out.stdout
+
+
+async def test_erase_removes_the_learners_archived_rows_from_the_files(client, env, db_url, tmp_path):
+    c, root = client, str(tmp_path / "arch")
+    for u in ("gone", "stays"):
+        await complete(c, u, "course-e", ["a", "quiz"], MARCH, details={"u": u})
+        st, body = await post(c, "/v1/assessment/submit", userId=u, collectionId="course-e", contentId="quiz",
+                              assessments=[assess("q1", MARCH + 10, 1, 1, attempt=f"att-{u}")])
+        assert st == 200, body
+        assert await wait_until(lambda u=u: completed(c, u, "course-e"), 20)
+    out = cli(env, "archive", "--completed-before", "2025-06-01", "--dir", root)
+    assert out.returncode == 0 and "archived 2 enrolments: 4 consumption rows, 2 attempts" in out.stdout, out
+    assert file_users(root) == {"gone", "stays"}
+
+    r = await c.delete("/v1/summary/delete/gone?all")
+    assert r.status_code == 200, r.json()
+    erased = r.json()["result"]["erased"]
+    assert erased["archived_consumption"] == 2 and erased["archive_file_rows"] == 3  # 2 rows + 1 attempt
+    assert file_users(root) == {"stays"}
+    assert await count(db_url, archived_consumption, "gone") == 0
+    assert (await view_read(c, "gone", "course-e", "a"))["a"]["status"] == 0
+    # The other learner's archived rows are intact, and restore still finds them.
+    out = cli(env, "archive", "restore", "--user", "stays")
+    assert out.returncode == 0 and "restored 1 learners: 2 consumption rows, 1 attempts" in out.stdout, out
+    assert (await view_read(c, "stays", "course-e", "a"))["a"]["progressDetails"] == {"u": "stays"}
+    assert file_users(root) == set()

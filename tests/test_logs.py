@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-import os
 import re
 import subprocess
 import sys
@@ -15,17 +14,12 @@ import httpx
 import orjson
 import pytest
 
+from helpers import clean_env, wait_answering
 from servers import free_port
 from viewer_service import __version__
 from viewer_service.logs import ACCESS_LOGGER, JsonFormatter, RequestIdFilter
 
 BIN = Path(sys.executable).with_name("viewer-service")
-
-
-def _env(**kw) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIEWER_", "PROMETHEUS_"))}
-    env.update(kw)
-    return env
 
 
 async def test_request_id_is_returned_and_a_callers_sane_id_kept(client, user):
@@ -102,22 +96,13 @@ async def test_serve_with_json_logs(tmp_path):
     """A real server: every stderr line is JSON; the start-up line says what runs; alembic's
     chatter is gone; bodies and tokens never reach the log."""
     port = free_port()
-    proc = subprocess.Popen([BIN, "serve", "--port", str(port)], cwd=tmp_path, env=_env(VIEWER_LOG_FORMAT="json"),
+    proc = subprocess.Popen([BIN, "serve", "--port", str(port)], cwd=tmp_path, env=clean_env(VIEWER_LOG_FORMAT="json"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     secret_body, secret_token = "SECRET-BODY-7f3a", "SECRET-TOKEN-9c1d"
     try:
         base = f"http://127.0.0.1:{port}"
-        loop = asyncio.get_running_loop()
-        end = loop.time() + 60
+        await wait_answering(base + "/health", proc)
         async with httpx.AsyncClient(base_url=base) as c:
-            while True:
-                assert proc.poll() is None, "server exited"
-                assert loop.time() < end, "server did not start"
-                try:
-                    if (await c.get("/health")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    await asyncio.sleep(0.1)
             r = await c.post("/v1/view/start", headers={"x-request-id": "rid-json-1",
                                                         "authorization": f"Bearer {secret_token}"},
                              json={"request": {"userId": "u1", "contentId": secret_body}})
@@ -148,7 +133,7 @@ def test_version():
 
 
 def test_no_command_prints_the_help_and_succeeds():
-    out = subprocess.run([BIN], capture_output=True, text=True, timeout=60, env=_env())
+    out = subprocess.run([BIN], capture_output=True, text=True, timeout=60, env=clean_env())
     assert out.returncode == 0
     for command in ("serve", "worker", "db"):
         assert command in out.stdout
@@ -156,7 +141,7 @@ def test_no_command_prints_the_help_and_succeeds():
 
 @pytest.mark.parametrize("argv", [["serve"], ["worker"], ["db", "upgrade"], ["db", "migrate-mode"]])
 def test_every_option_says_its_default(argv):
-    out = subprocess.run([BIN, *argv, "--help"], capture_output=True, text=True, timeout=60, env=_env())
+    out = subprocess.run([BIN, *argv, "--help"], capture_output=True, text=True, timeout=60, env=clean_env())
     assert out.returncode == 0
     options = re.findall(r"^  (--[a-z-]+)", out.stdout, re.M)
     if argv == ["serve"]:

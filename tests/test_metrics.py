@@ -4,7 +4,6 @@ PostgreSQL + Redis) and from two serving processes (`serve --workers 2`)."""
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import wait_until
+from helpers import clean_env, wait_answering
 from progress_helpers import post, put_collection
 from servers import free_port
 
@@ -110,42 +110,20 @@ async def test_metrics_can_be_turned_off(client):
     assert (await client.get("/health")).status_code == 200
 
 
-def _env(**kw) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIEWER_", "PROMETHEUS_"))}
-    env.update(kw)
-    return env
-
-
-async def _wait_healthy(base: str, proc: subprocess.Popen, timeout: float = 60) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    async with httpx.AsyncClient() as c:
-        while loop.time() < end:
-            if proc.poll() is not None:
-                raise AssertionError(f"server exited with {proc.returncode}")
-            try:
-                if (await c.get(base + "/health")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError("server did not become healthy")
-
-
 async def test_two_serving_processes_report_their_sum(pg_url, redis_server, tmp_path):
     """`serve --workers 2`: whichever process answers /metrics reports every process's requests."""
     port = free_port()
     shared = tmp_path / "prom"
     shared.mkdir()
     (shared / "counter_1.db").write_bytes(b"stale")  # a previous run's file: must not be read
-    env = _env(VIEWER_DATABASE_URL=pg_url, VIEWER_REDIS_URL=redis_server.url,
+    env = clean_env(VIEWER_DATABASE_URL=pg_url, VIEWER_REDIS_URL=redis_server.url,
                VIEWER_REDIS_PREFIX=f"vt-metrics-{random.getrandbits(32):x}:", VIEWER_ACCESS_LOG="false",
                PROMETHEUS_MULTIPROC_DIR=str(shared))
     proc = subprocess.Popen([BIN, "serve", "--port", str(port), "--workers", "2"], env=env, cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         base = f"http://127.0.0.1:{port}"
-        await _wait_healthy(base, proc)
+        await wait_answering(base + "/health", proc)
         user = f"mp-{random.getrandbits(32):x}"
         n = 0
 
@@ -190,3 +168,21 @@ async def test_the_grafana_dashboard_shows_metrics_the_service_exports(client, u
     used = {m for e in exprs for m in re.findall(r"\b(viewer_[a-z_]+)", e)}
     assert len(used) >= 15
     assert used <= exported, used - exported
+
+
+async def test_a_worker_process_serves_its_own_metrics(tmp_path):
+    """`viewer-service worker --metrics-port`: its recompute and outbox counters, on a port of its own."""
+    port = free_port()
+    env = clean_env(VIEWER_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'w.db'}")
+    proc = subprocess.Popen([BIN, "worker", "--migrate", "--metrics-port", str(port)], env=env, cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        r = await wait_answering(f"http://127.0.0.1:{port}/metrics", proc)
+        got = samples(r.text)
+        assert ("viewer_worker_recomputes_total", (("result", "done"),)) in got
+        assert ("viewer_outbox_delivered_total", (("sink", "file"),)) in got
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert b"Traceback" not in err, err.decode()[-3000:]
+    assert b"worker" in err and b"metrics=127.0.0.1:" in err

@@ -190,6 +190,7 @@ async def test_a_worker_in_another_process_sees_a_new_collection_at_once(client,
         assert (await stored_enrolment(app, user, "course-xp")).progress == 50
         await put_collection(client, "course-xp", leafNodes=["a"])  # the old copy is still cached
         await drain(app, user, w)
+        # Completed from the new copy: it was not deferred as unknown.
         assert (await stored_enrolment(app, user, "course-xp")).status == 2
         assert deferred == []
     finally:
@@ -203,17 +204,17 @@ async def test_a_worker_process_wakes_when_work_commits_not_at_its_poll(client, 
     events = tmp_path / "events.jsonl"
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIEWER_")}
     env.update(VIEWER_DATABASE_URL=pg_url, VIEWER_EVENT_SINK=f"file:{events}", VIEWER_WORKER_LISTEN_POLL_SECONDS="60")
-    await put_collection(client, "course-n", leafNodes=["a"])
+    await put_collection(client, "course-wake", leafNodes=["a"])
     worker = subprocess.Popen([BIN, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         assert await wait_until(lambda: _listening(app), timeout=30)
         for n, learner in enumerate([f"{user}-1", f"{user}-2", f"{user}-3"]):
             # The first one may be picked up by a round already running; after its events the
             # worker is idle, asleep for 60 s unless a notification wakes it.
-            await post(client, "/v1/enrol", userId=learner, collectionId="course-n")
-            await view(client, learner, "a", "course-n")
+            await post(client, "/v1/enrol", userId=learner, collectionId="course-wake")
+            await view(client, learner, "a", "course-wake")
             assert await wait_until(lambda: _delivered(events, learner, 2), timeout=20), n
-            assert (await stored_enrolment(app, learner, "course-n")).status == 2
+            assert (await stored_enrolment(app, learner, "course-wake")).status == 2
         # The listening connection dies: the worker listens again, and is woken again.
         before = await _listening(app)
         async with app.state.app.views.engine.begin() as conn:
@@ -221,8 +222,8 @@ async def test_a_worker_process_wakes_when_work_commits_not_at_its_poll(client, 
                                        "WHERE datname = current_database() AND query LIKE 'LISTEN %'"))
         assert await wait_until(lambda: _listening_other_than(app, before), timeout=30)
         learner = f"{user}-4"
-        await post(client, "/v1/enrol", userId=learner, collectionId="course-n")
-        await view(client, learner, "a", "course-n")
+        await post(client, "/v1/enrol", userId=learner, collectionId="course-wake")
+        await view(client, learner, "a", "course-wake")
         assert await wait_until(lambda: _delivered(events, learner, 2), timeout=20)
     finally:
         worker.terminate()

@@ -22,7 +22,7 @@ def add_parser(sub) -> None:
     a.add_argument("--completed-before", metavar="DATE",
                    help="archive enrolments completed before this date (YYYY-MM-DD, UTC, or an ISO time)")
     a.add_argument("--dir", help="archive directory (default VIEWER_ARCHIVE_DIR, ./viewer-archive)")
-    a.add_argument("--chunk-scopes", type=int, default=1000, help="enrolments per chunk (one transaction each)")
+    a.add_argument("--chunk-scopes", type=int, default=2000, help="enrolments per chunk (one transaction each)")
     a.set_defaults(func=_archive)
     asub = a.add_subparsers(dest="archive_command")
     r = asub.add_parser("restore", help="bring archived rows back into the hot tables")
@@ -104,6 +104,14 @@ class _Progress:
             self.bar.stop()
 
 
+def _shared_cache(settings: Settings):
+    """The serving processes' shared cache (Redis), if any: moved scopes are dropped from it."""
+    if not settings.redis_url:
+        return None
+    from .api.app import make_cache
+    return make_cache(settings)
+
+
 def _prepare(settings: Settings) -> str | None:
     from .adapters.db.engine import make_engine
     from .services.modes import ModeMismatch, ensure_mode
@@ -152,8 +160,9 @@ def _archive(args: argparse.Namespace) -> int:
 
     async def run() -> dict:
         engine = make_engine(settings.database_url, 2)
+        cache = _shared_cache(settings)
         try:
-            archiver = Archiver(engine, root, chunk_scopes=args.chunk_scopes,
+            archiver = Archiver(engine, root, chunk_scopes=args.chunk_scopes, forget=cache and cache.invalidate,
                                 pause_before_commit=float(os.environ.get("VIEWER_ARCHIVE_PAUSE_BEFORE_COMMIT") or 0))
             progress = _Progress("archive", await archiver.count_due(before), "enrolments")
             try:
@@ -161,6 +170,8 @@ def _archive(args: argparse.Namespace) -> int:
             finally:
                 progress.close()
         finally:
+            if cache is not None:
+                await cache.close()
             await engine.dispose()
 
     t = asyncio.run(run())
@@ -182,8 +193,9 @@ def _restore(args: argparse.Namespace) -> int:
 
     async def run() -> dict:
         engine = make_engine(settings.database_url, 2)
+        cache = _shared_cache(settings)
         try:
-            archiver = Archiver(engine)
+            archiver = Archiver(engine, forget=cache and cache.invalidate)
             total = 1 if args.user else await archiver.count_archived_users()
             progress = _Progress("restore", total, "learners")
             try:
@@ -191,6 +203,8 @@ def _restore(args: argparse.Namespace) -> int:
             finally:
                 progress.close()
         finally:
+            if cache is not None:
+                await cache.close()
             await engine.dispose()
 
     try:

@@ -155,7 +155,7 @@ def _migrate_mode(args: argparse.Namespace) -> int:
     from .adapters.db.engine import make_engine
     from .adapters.db.migrate import upgrade
     from .api.app import make_cache
-    from .services.modes import migrate_mode
+    from .services.modes import ModeMismatch, migrate_mode
 
     settings = Settings()
     if settings.context_mode != args.mode:
@@ -178,7 +178,11 @@ def _migrate_mode(args: argparse.Namespace) -> int:
                 await cache.close()
         return counts
 
-    counts = asyncio.run(run())
+    try:
+        counts = asyncio.run(run())
+    except ModeMismatch as e:
+        print(f"viewer-service: {e}", file=sys.stderr)
+        return 2
     print(f"context mode {counts.pop('from')} -> {args.mode}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     return 0
 

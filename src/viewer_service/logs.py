@@ -14,6 +14,13 @@ import orjson
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
+# No format here uses the caller's file and line, the thread or the process: not collecting them
+# makes each record several microseconds cheaper (the logging HOWTO's "Optimization").
+logging._srcfile = None
+logging.logThreads = False
+logging.logProcesses = False
+logging.logMultiprocessing = False
+
 ACCESS_LOGGER = "viewer_service.access"
 
 
@@ -30,9 +37,23 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+_second: list = [-1, ""]
+
+
+def _utc_second(created: float) -> str:
+    """"2026-11-29T23:48:59", formatted once per second, not once per line."""
+    sec = int(created)
+    if _second[0] != sec:
+        _second[:] = [sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))]
+    return _second[1]
+
+
 class TextFormatter(logging.Formatter):
     def __init__(self):
         super().__init__("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
+
+    def formatTime(self, record, datefmt=None):  # noqa: N802 - logging's name
+        return f"{_utc_second(record.created)}.{int(record.msecs):03d}Z"
 
 
 _FIELDS = ("method", "route", "status", "duration_ms")
@@ -43,7 +64,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         out = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "ts": f"{_utc_second(record.created)}.{int(record.msecs):03d}Z",
             "level": record.levelname,
             "logger": record.name,
             "msg": record.getMessage(),

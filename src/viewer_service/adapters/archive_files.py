@@ -65,14 +65,13 @@ def _fsync_dir(path: str) -> None:
 
 
 def write(root: str, rel: str, rows: list[dict]) -> None:
-    """Write `rows` (dicts with Python values) durably under `root/rel`."""
+    """Write `rows` (dicts of the table's columns, JSON columns as JSON text) durably under `root/rel`."""
     kind = kind_of(rel)
     path = os.path.join(root, rel)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     rows = sorted(rows, key=lambda r: tuple(r[k] for k in KEY) + (r.get("attempt_id") or "",))
-    json_cols = JSON_COLUMNS[kind]
-    out = [{**r, **{c: None if r.get(c) is None else orjson.dumps(r[c]).decode() for c in json_cols}} for r in rows]
-    table = pa.Table.from_pylist(out, schema=SCHEMAS[kind])
+    schema = SCHEMAS[kind]
+    table = pa.table({f.name: pa.array([r[f.name] for r in rows], type=f.type) for f in schema}, schema=schema)
     tmp = path + ".tmp"
     with open(tmp, "wb") as f:
         pq.write_table(table, f, compression="zstd", row_group_size=ROW_GROUP)
@@ -86,13 +85,14 @@ def exists(root: str, rel: str) -> bool:
     return os.path.exists(os.path.join(root, rel))
 
 
-def read(root: str, rel: str, users: Iterable[str] | None = None) -> list[dict]:
-    """The file's rows (of `users` only, reading only the row groups that may hold them)."""
+def read(root: str, rel: str, users: Iterable[str] | None = None, parse_json: bool = False) -> list[dict]:
+    """The file's rows (of `users` only, reading only the row groups that may hold them); JSON
+    columns as text, or decoded with `parse_json`."""
     kind = kind_of(rel)
     filters = None if users is None else [("user_id", "in", sorted(set(users)))]
     table = pq.read_table(os.path.join(root, rel), filters=filters, schema=SCHEMAS[kind])
     rows = table.to_pylist()
-    for c in JSON_COLUMNS[kind]:
+    for c in JSON_COLUMNS[kind] if parse_json else ():
         for r in rows:
             if r[c] is not None:
                 r[c] = orjson.loads(r[c])

@@ -28,7 +28,7 @@ from ..services.summaries import SummaryService
 from ..services.sunbird import SunbirdService
 from ..services.views import ViewService
 from ..worker import AggregationWorker, build_worker
-from . import assessments, collections, downloads, enrolments, errors, health, summaries, sunbird, views
+from . import assessments, collections, docs, downloads, enrolments, errors, health, summaries, sunbird, views
 from . import dashboard, reports
 from .body import install_openapi
 from .auth import AuthError, Authenticator, resolve_user
@@ -142,9 +142,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Learners' content progress, read back at once. Every response is in the Sunbird envelope.",
         lifespan=lifespan,
         telemetry={"tracing": False, "metrics": False, "logs": False},  # unused; costs env lookups per request
+        docs_url=None, redoc_url=None,  # served from the package by api/docs.py (no CDN)
     )
     errors.install(app)
     install_openapi(app)
+    docs.install(app)
     # Routes go on the app itself: an included router adds a matching layer to every request.
     for router in (views.router, assessments.router, collections.router, enrolments.router, summaries.router, downloads.router,
                    health.router, sunbird.router, reports.router, dashboard.router):

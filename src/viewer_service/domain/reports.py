@@ -13,7 +13,8 @@ import orjson
 from .errors import DomainError
 
 DAY_MS = 86_400_000
-MAX_OFFSET_MINUTES = 14 * 60  # UTC-14:00 .. UTC+14:00, every zone in use
+MAX_OFFSET_MINUTES = 14 * 60
+MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z  # UTC-14:00 .. UTC+14:00, every zone in use
 # The progress histogram: 0, 1-10, 11-20, ..., 81-90, 91-99, 100.
 BUCKETS = ("0", *(f"{lo}-{lo + 9}" for lo in range(1, 91, 10)), "91-99", "100")
 STATUSES = (0, 1, 2)
@@ -82,7 +83,10 @@ def parse_time(value: str | None, field: str, *, end: bool = False) -> int | Non
         return None
     v = value.strip()
     if v.lstrip("-").isdigit():
-        return int(v)
+        ms = int(v)
+        if not 0 <= ms <= MAX_MS:
+            raise InvalidReportValue("epoch milliseconds must be between 0 and the year 9999", field)
+        return ms
     try:
         if len(v) == 10:
             d = datetime.combine(date.fromisoformat(v), datetime.min.time(), UTC)
@@ -126,3 +130,47 @@ def node_names(document: dict | None) -> dict[str, str]:
         if isinstance(children, list):
             stack.extend(c for c in children if isinstance(c, dict))
     return names
+
+
+def weighted_median(pairs: list[tuple[float, int]]) -> float | None:
+    """The median of values given as (value, how many times)."""
+    pairs = sorted(p for p in pairs if p[1] > 0)
+    n = sum(w for _, w in pairs)
+    if not n:
+        return None
+    lo, hi = (n - 1) // 2, n // 2  # 0-based ranks of the middle value(s)
+    out, seen = [], 0
+    for value, w in pairs:
+        for rank in (lo, hi):
+            if seen <= rank < seen + w:
+                out.append(value)
+        seen += w
+        if len(out) == 2:
+            break
+    return sum(out) / 2
+
+
+def percent(score: float, max_score: float | None) -> float:
+    return score * 100.0 / max_score if max_score else 0.0
+
+
+def assessment_summary(rows, pass_percent: float) -> list[dict]:
+    """Per scored content, from (collection, content, best score, max score, learners, attempts)
+    rows: learners, attempts, mean and median best score and percent, pass count."""
+    by: dict[tuple[str, str], list] = {}
+    for r in rows:
+        by.setdefault((r[0], r[1]), []).append(r)
+    out = []
+    for (collection_id, content_id), group in sorted(by.items()):
+        learners = sum(r[4] for r in group)
+        scores = [(float(r[2]), r[4]) for r in group]
+        pcts = [(percent(float(r[2]), r[3]), r[4]) for r in group]
+        out.append({
+            "collectionId": collection_id, "contentId": content_id, "learners": learners,
+            "attempts": int(sum(r[5] or 0 for r in group)),
+            "meanScore": sum(v * w for v, w in scores) / learners, "medianScore": weighted_median(scores),
+            "meanPercent": sum(v * w for v, w in pcts) / learners, "medianPercent": weighted_median(pcts),
+            "maxScore": max((r[3] for r in group if r[3] is not None), default=None),
+            "passCount": sum(w for v, w in pcts if v >= pass_percent),
+        })
+    return out

@@ -20,8 +20,9 @@ import logging
 import os
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..adapters import archive_files as files
@@ -54,13 +55,18 @@ def _new_chunk_id(now: int) -> str:
 
 class Archiver:
     def __init__(self, engine: AsyncEngine, root: str | None = None, *, clock: Callable[[], int] = now_ms,
-                 chunk_scopes: int = 1000, pause_before_commit: float = 0.0):
+                 chunk_scopes: int = 2000, pause_before_commit: float = 0.0,
+                 forget: Callable[[list[Scope]], Awaitable] | None = None):
         self.engine = engine
         self.reader = reader(engine)
         self.root = os.path.abspath(root) if root else None
         self.clock = clock
         self.chunk_scopes = chunk_scopes
         self.pause_before_commit = pause_before_commit  # tests: a window to kill -9 between fsync and commit
+        # Cached entries of moved scopes: with a shared cache (Redis) `forget` drops them at once;
+        # without one, the serving processes' in-process caches drop them when they see the repair
+        # marks written with the move.
+        self.forget = forget
 
     # -- archive ------------------------------------------------------------------
 
@@ -138,15 +144,19 @@ class Archiver:
                 chunks = list(old.attempt_chunks) if old is not None else []
                 if _key(r) in with_attempts:
                     chunks.append(chunk_id)
+                carried = r["carried_from"]  # JSON text, as the files hold it
                 kept.append({**{k: r[k] for k in KEY}, **{k: r[k] for k in repo.ARC_DATA},
+                             "carried_from": None if carried is None else orjson.loads(carried),
                              "chunk_id": chunk_id, "attempt_chunks": chunks, "archived_at": now})
             await repo.delete_hot(conn, moved, moved_attempts)
-            await repo.replace_archived(conn, kept)
-            # Cached entries still show the details: every process drops these scopes from its cache.
-            await add_repairs(conn, good, now)
+            await repo.replace_archived(conn, kept, [_key(r) for r in moved if _key(r) in before])
+            if self.forget is None:
+                await add_repairs(conn, good, now)
             counts = {"scopes": len(good), "rows": len(moved), "attempts": len(moved_attempts),
                       "skipped": len(by_scope) - len(good), "chunks": 1}
             await repo.finish_chunk(conn, chunk_id, counts, len(good) < len(by_scope), now)
+        if self.forget is not None and good:
+            await self.forget(sorted(good, key=_skey))
         return counts
 
     async def recover(self) -> dict:
@@ -169,12 +179,13 @@ class Archiver:
         return dict(totals)
 
     @staticmethod
-    def _read_chunk(c, users: Iterable[str] | None = None) -> tuple[list[dict], list[dict]]:
+    def _read_chunk(c, users: Iterable[str] | None = None, parse_json: bool = False) -> tuple[list[dict], list[dict]]:
         rows, attempts = [], []
         for rel in c.files:
             if not files.exists(c.dir, rel):
                 continue
-            (rows if files.kind_of(rel) == "consumption" else attempts).extend(files.read(c.dir, rel, users))
+            (rows if files.kind_of(rel) == "consumption" else attempts).extend(
+                files.read(c.dir, rel, users, parse_json))
         return rows, attempts
 
     @staticmethod
@@ -230,7 +241,7 @@ class Archiver:
         by_key = {_key(r): r for r in kept}
         rows, attempts = [], {}
         for c in found.values():
-            crow, catt = await asyncio.to_thread(self._read_chunk, c, users)
+            crow, catt = await asyncio.to_thread(self._read_chunk, c, users, True)
             rows += [r for r in crow if (k := by_key.get(_key(r))) is not None
                      and k.chunk_id == c.chunk_id and k.version == r["version"]]
             for a in catt:
@@ -250,7 +261,11 @@ class Archiver:
             await repo.insert_hot(conn, rows, list(attempts.values()))
             await repo.delete_archived(conn, kept)
             await repo.mark_dead(conn, ids, now)
-            await add_repairs(conn, {Scope(*_key(r)[:3]) for r in kept}, now)
+            # The cache says "archived": drop it (marks too: a fill racing this commit is dropped again).
+            scopes = {Scope(*_key(r)[:3]) for r in kept}
+            await add_repairs(conn, scopes, now)
+        if self.forget is not None:
+            await self.forget(sorted(scopes, key=_skey))
         return {"users": len({r.user_id for r in kept}), "rows": len(rows), "attempts": len(attempts)}
 
     async def _drop_empty_chunks(self) -> int:

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..adapters.db import carry as repo
-from ..adapters.db.tables import (assessment_aggregator as aa, enrolment as en, scope_dirty,
+from ..adapters.db.tables import (archived_consumption, assessment_aggregator as aa, enrolment as en, scope_dirty,
                                   user_activity_agg as agg, user_content_consumption as ucc)
 from ..adapters.db.views import insert_rows, mark_dirty, to_row
 from ..clock import now_ms
@@ -64,6 +64,9 @@ async def migrate_mode(engine: AsyncEngine, mode: str, clock: Callable[[], int] 
     counts = {"rows": 0, "rekeyed": 0, "merged": 0, "attempts": 0, "enrolments": 0}
     async with engine.begin() as conn:
         recorded = await repo.get_setting(conn, SETTING) or UNRECORDED
+        if recorded != mode and (await conn.execute(sa.select(archived_consumption.c.user_id).limit(1))).first():
+            raise ModeMismatch("archived rows are keyed by the current mode: run `viewer-service archive restore "
+                               "--all` first (docs/archive.md)")
         if recorded != mode:
             users = [r[0] for r in await conn.execute(sa.select(ucc.c.user_id).distinct())]
             for user in users:

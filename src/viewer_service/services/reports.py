@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import AsyncIterator
-from decimal import Decimal
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -18,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ..adapters.db import reports as repo
 from ..adapters.db.engine import reader
 from ..clock import now_ms
-from ..domain.reports import (ContextNotFound, RosterFilter, STATUSES, decode_cursor, encode_cursor,
-                              histogram, node_names, per_day)
+from ..domain.reports import (ContextNotFound, RosterFilter, STATUSES, assessment_summary, decode_cursor,
+                              encode_cursor, histogram, node_names, per_day)
 from .catalog import Catalog
 from .downloads import csv_cells, iso_time
 from .summaries import SummaryService
@@ -30,10 +29,6 @@ ROSTER_CSV_COLUMNS = ("userId", "collectionId", "contextId", "enrolledDate", "en
                       "progress", "completedOn", "completedOnIso", "lastAccessTime", "lastAccessTimeIso",
                       "certificates", "unitProgress", "assessments")
 RECENT = 10
-
-
-def _num(v):
-    return float(v) if isinstance(v, Decimal) else v
 
 
 def _json_text(v) -> str:
@@ -143,22 +138,30 @@ class ReportService:
     async def stats(self, context_id: str, collection_id: str | None, pass_percent: float,
                     offset_minutes: int) -> dict:
         async def go(conn):
-            await self._require_context(conn, context_id)
-            counts = await repo.status_progress_counts(conn, context_id, collection_id)
-            inactive = await repo.inactive_count(conn, context_id, collection_id)
-            days = await repo.completions_per_day(conn, context_id, collection_id, offset_minutes * 60_000)
-            completed = sum(days.values())
+            breakdown = await repo.enrolment_breakdown(conn, context_id, collection_id, offset_minutes * 60_000)
+            offered = await repo.offered_collections(conn, context_id)
+            if offered is None and not breakdown:
+                raise ContextNotFound("no such context: not registered and no enrolment in it", "contextId")
+            completed = sum(n for _, active, _, _, day, n in breakdown if active and day is not None)
             median = await repo.median_time_to_complete(conn, context_id, collection_id, completed)
-            scored = await repo.assessment_stats(conn, context_id, collection_id, pass_percent)
-            collections = [collection_id] if collection_id else await repo.context_collections(conn, context_id)
-            return counts, inactive, days, completed, median, scored, collections
+            scores = await repo.score_distribution(conn, context_id, collection_id)
+            return breakdown, offered or [], completed, median, scores
 
-        counts, inactive, days, completed, median, scored, collections = await self._read(go)
+        breakdown, offered, completed, median, scores = await self._read(go)
         by_status = {str(s): 0 for s in STATUSES}
         by_progress: dict[int, int] = {}
-        for status, progress, n in counts:
+        days: dict[int, int] = {}
+        inactive = 0
+        for _, active, status, progress, day, n in breakdown:
+            if not active:
+                inactive += n
+                continue
             by_status[str(status)] = by_status.get(str(status), 0) + n
             by_progress[progress] = by_progress.get(progress, 0) + n
+            if day is not None:
+                days[int(day)] = days.get(int(day), 0) + n
+        collections = [collection_id] if collection_id else list(dict.fromkeys([*offered,
+                                                                                 *(r[0] for r in breakdown)]))
         names: dict[str, str] = {}
         meta = {}
         for cid in collections:
@@ -167,6 +170,9 @@ class ReportService:
             names.update(node_names(doc))
             meta[cid] = {"name": doc.get("name"),
                          "units": [{"unitId": u, "name": names.get(u)} for u in (c.units if c else {}) if u != cid]}
+        assessments = assessment_summary(scores, pass_percent)
+        for a in assessments:
+            a["name"] = names.get(a["contentId"])
         return {
             "contextId": context_id,
             "collectionId": collection_id,
@@ -180,13 +186,7 @@ class ReportService:
             "completionsPerDay": per_day(days),
             "medianTimeToCompleteMs": median,
             "passPercent": pass_percent,
-            "assessments": [{
-                "collectionId": r.collection_id, "contentId": r.content_id, "name": names.get(r.content_id),
-                "learners": r.learners, "attempts": int(r.attempts or 0),
-                "meanScore": _num(r.mean_score), "medianScore": _num(r.median_score),
-                "meanPercent": _num(r.mean_percent), "medianPercent": _num(r.median_percent),
-                "maxScore": _num(r.max_score), "passCount": int(r.passed or 0),
-            } for r in scored],
+            "assessments": assessments,
             "collections": meta,
         }
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+import orjson
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ...domain.scope import Scope
@@ -31,6 +33,51 @@ def _pages(items: Sequence, n: int = PAGE):
 def _in_scopes(t: sa.Table, scopes: Sequence[Scope]):
     return sa.and_(t.c.user_id.in_({s.user_id for s in scopes}),
                    _scope_cols(t).in_([(s.user_id, s.collection_id, s.context_id) for s in scopes]))
+
+
+# PostgreSQL: whole chunks as column arrays (unnest): one statement, the same text whatever the size,
+# instead of IN lists that SQLAlchemy expands and PostgreSQL plans anew each time.
+def _unnest(name: str, cols: Sequence[sa.Column], json: frozenset = frozenset()):
+    return sa.func.unnest(*(
+        sa.bindparam(f"{name}_{c.name}", type_=ARRAY(sa.Text if c.name in json else c.type)) for c in cols
+    )).table_valued(*(c.name for c in cols)).render_derived(name)
+
+
+_SCOPE = ("user_id", "collection_id", "context_id")
+_s = _unnest("s", [ucc.c[n] for n in _SCOPE])
+
+
+def _scope_arrays(scopes: Sequence[Scope]) -> dict:
+    return {f"s_{n}": [getattr(x, n) for x in scopes] for n in _SCOPE}
+
+
+def _join_scopes(t: sa.Table):
+    return sa.and_(*(t.c[n] == _s.c[n] for n in _SCOPE))
+
+
+def _raw_columns(t: sa.Table):
+    """JSON columns as their text: the files store that text, so it is never decoded and re-encoded."""
+    return [sa.cast(c, sa.Text).label(c.name) if isinstance(c.type, sa.JSON) else c for c in t.columns]
+
+
+_raw_pg = {t.name: sa.select(*_raw_columns(t)).join(_s, _join_scopes(t)) for t in (ucc, aa)}
+_versions_pg = (sa.select(ucc.c.user_id, ucc.c.collection_id, ucc.c.context_id, ucc.c.content_id, ucc.c.version)
+                .join(_s, _join_scopes(ucc)).order_by(*(ucc.c[k] for k in KEY)).with_for_update(of=ucc))
+_archived_pg = sa.select(arc).join(_s, _join_scopes(arc))
+_k = _unnest("k", [ucc.c[n] for n in (*KEY, "version")])
+_del_rows_pg = sa.delete(ucc).where(*(ucc.c[n] == _k.c[n] for n in (*KEY, "version")))
+_a = _unnest("a", [aa.c[n] for n in (*KEY, "attempt_id")])
+_del_attempts_pg = sa.delete(aa).where(*(aa.c[n] == _a.c[n] for n in (*KEY, "attempt_id")))
+_ARC_JSON = frozenset(c.name for c in arc.columns if isinstance(c.type, sa.JSON))
+_v = _unnest("v", list(arc.columns), _ARC_JSON)
+_insert_arc_pg = sa.insert(arc).from_select(
+    [c.name for c in arc.columns],
+    sa.select(*(sa.cast(_v.c[c.name], JSONB) if c.name in _ARC_JSON else _v.c[c.name] for c in arc.columns)))
+
+
+def _arrays(prefix: str, rows: Sequence[dict], names: Iterable[str], json: frozenset = frozenset()) -> dict:
+    return {f"{prefix}_{n}": [None if n in json and r[n] is None else orjson.dumps(r[n]).decode() if n in json
+                              else r[n] for r in rows] for n in names}
 
 
 # -- what is due --------------------------------------------------------------------
@@ -60,11 +107,18 @@ async def due_scopes(conn: AsyncConnection, before_ms: int, after: tuple | None,
 
 
 async def raw_rows(conn: AsyncConnection, scopes: Sequence[Scope]) -> tuple[list[dict], list[dict]]:
-    """The hot consumption rows and attempts of these scopes, as plain dicts."""
+    """The hot consumption rows and attempts of these scopes, as plain dicts (JSON columns as text)."""
     rows, attempts = [], []
+    if conn.dialect.name == "postgresql":
+        params = _scope_arrays(scopes)
+        rows = [dict(r._mapping) for r in await conn.execute(_raw_pg[ucc.name], params)]
+        attempts = [dict(r._mapping) for r in await conn.execute(_raw_pg[aa.name], params)]
+        return rows, attempts
     for page in _pages(list(scopes)):
-        rows += [dict(r._mapping) for r in await conn.execute(sa.select(ucc).where(_in_scopes(ucc, page)))]
-        attempts += [dict(r._mapping) for r in await conn.execute(sa.select(aa).where(_in_scopes(aa, page)))]
+        rows += [dict(r._mapping) for r in await conn.execute(
+            sa.select(*_raw_columns(ucc)).where(_in_scopes(ucc, page)))]
+        attempts += [dict(r._mapping) for r in await conn.execute(
+            sa.select(*_raw_columns(aa)).where(_in_scopes(aa, page)))]
     return rows, attempts
 
 
@@ -122,6 +176,8 @@ async def clear_dead(conn: AsyncConnection, chunk_id: str, seen_marks: int, now_
 async def hot_versions(conn: AsyncConnection, scopes: Sequence[Scope]) -> dict[tuple, int]:
     """The hot rows' versions in these scopes, locked (PostgreSQL) until the transaction ends."""
     out: dict[tuple, int] = {}
+    if conn.dialect.name == "postgresql":
+        return {tuple(r[:4]): r[4] for r in await conn.execute(_versions_pg, _scope_arrays(scopes))}
     for page in _pages(list(scopes)):
         q = sa.select(ucc.c.user_id, ucc.c.collection_id, ucc.c.context_id, ucc.c.content_id, ucc.c.version) \
             .where(_in_scopes(ucc, page)).order_by(*(ucc.c[k] for k in KEY))
@@ -138,6 +194,12 @@ _del_attempt = sa.delete(aa).where(*(aa.c[k] == sa.bindparam(f"k_{k}") for k in 
 
 
 async def delete_hot(conn: AsyncConnection, rows: Sequence[dict], attempts: Sequence[dict]) -> None:
+    if conn.dialect.name == "postgresql":
+        if rows:
+            await conn.execute(_del_rows_pg, _arrays("k", rows, (*KEY, "version")))
+        if attempts:
+            await conn.execute(_del_attempts_pg, _arrays("a", attempts, (*KEY, "attempt_id")))
+        return
     if rows:
         await conn.execute(_del_row, [{f"k_{k}": r[k] for k in (*KEY, "version")} for r in rows])
     if attempts:
@@ -145,18 +207,26 @@ async def delete_hot(conn: AsyncConnection, rows: Sequence[dict], attempts: Sequ
 
 
 async def archived_in(conn: AsyncConnection, scopes: Sequence[Scope]) -> dict[tuple, object]:
+    if conn.dialect.name == "postgresql":
+        return {tuple(r[:4]): r for r in await conn.execute(_archived_pg, _scope_arrays(scopes))}
     out = {}
     for page in _pages(list(scopes)):
         out.update({tuple(r[:4]): r for r in await conn.execute(sa.select(arc).where(_in_scopes(arc, page)))})
     return out
 
 
-async def replace_archived(conn: AsyncConnection, rows: Sequence[dict]) -> None:
-    """Insert or replace kept-aggregate rows (dicts with every column of archived_consumption)."""
+async def replace_archived(conn: AsyncConnection, rows: Sequence[dict], existing: Iterable[tuple]) -> None:
+    """Insert kept-aggregate rows (dicts with every column of archived_consumption), replacing
+    those of the `existing` keys (a scope archived again after its learner came back)."""
     if not rows:
         return
-    await conn.execute(_del_archived, [{f"k_{k}": r[k] for k in KEY} for r in rows])
-    await conn.execute(sa.insert(arc), list(rows))
+    old = [dict(zip((f"k_{k}" for k in KEY), key)) for key in existing]
+    if old:
+        await conn.execute(_del_archived, old)
+    if conn.dialect.name == "postgresql":
+        await conn.execute(_insert_arc_pg, _arrays("v", rows, [c.name for c in arc.columns], _ARC_JSON))
+    else:
+        await conn.execute(sa.insert(arc), list(rows))
 
 
 _del_archived = sa.delete(arc).where(*(arc.c[k] == sa.bindparam(f"k_{k}") for k in KEY))

@@ -12,9 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ...domain.scope import Scope
 from ...domain.views import ContentView, RowKey
 from .progress import where_scope
-from .tables import (assessment_aggregator as aa, context as ctx, enrolment as en, instance_setting,
-                     user_activity_agg as agg, user_content_consumption as ucc)
-from .views import _insert, load_scope, to_row
+from .tables import (archived_consumption as arc, assessment_aggregator as aa, context as ctx, enrolment as en,
+                     instance_setting, user_activity_agg as agg, user_content_consumption as ucc)
+from .views import _ARC, _insert, load_scope, to_archived, to_row, with_archived
 
 
 async def user_rows(conn: AsyncConnection, user_id: str, content_ids: Iterable[str]) -> list[ContentView]:
@@ -23,7 +23,10 @@ async def user_rows(conn: AsyncConnection, user_id: str, content_ids: Iterable[s
     if not ids:
         return []
     q = sa.select(ucc).where(ucc.c.user_id == user_id, ucc.c.content_id.in_(ids))
-    return [to_row(r) for r in await conn.execute(q)]
+    rows = [to_row(r) for r in await conn.execute(q)]
+    # Archived completions carry too (their kept values: docs/archive.md).
+    archived = await conn.execute(_ARC.where(arc.c.user_id == user_id, arc.c.content_id.in_(ids)))
+    return with_archived(rows, [to_archived(r).live() for r in archived])
 
 
 async def lock_learners(conn: AsyncConnection, user_ids: list[str], *, shared: bool) -> None:

@@ -78,72 +78,42 @@ async def last_access(conn: AsyncConnection, context_id: str, user_ids: list[str
     return {(r[0], r[1]): r[2] for r in await conn.execute(q)}
 
 
-def _active(context_id: str, collection_id: str | None) -> list:
-    return _where(context_id, RosterFilter(collection_id=collection_id, active=True))
-
-
-async def status_progress_counts(conn: AsyncConnection, context_id: str, collection_id: str | None) -> list:
-    """(status, progress, learners) of the active enrolments: at most 3 x 101 rows."""
-    q = (sa.select(en.c.status, en.c.progress, sa.func.count())
-         .where(*_active(context_id, collection_id)).group_by(en.c.status, en.c.progress))
+async def enrolment_breakdown(conn: AsyncConnection, context_id: str, collection_id: str | None,
+                              offset_ms: int) -> list:
+    """(collection, active, status, progress, completion day or None, learners): one pass over the
+    context's enrolments (the covering index on PostgreSQL) for all the counts of the stats."""
+    day = sa.case((en.c.completed_on.is_(None), None), else_=(en.c.completed_on + offset_ms) // DAY_MS)
+    cond = _where(context_id, RosterFilter(collection_id=collection_id))
+    q = (sa.select(en.c.collection_id, en.c.active, en.c.status, en.c.progress, day.label("day"), sa.func.count())
+         .where(*cond)
+         .group_by(en.c.collection_id, en.c.active, en.c.status, en.c.progress, sa.literal_column("day")))
     return (await conn.execute(q)).all()
-
-
-async def inactive_count(conn: AsyncConnection, context_id: str, collection_id: str | None) -> int:
-    cond = _where(context_id, RosterFilter(collection_id=collection_id, active=False))
-    return (await conn.execute(sa.select(sa.func.count()).select_from(en).where(*cond))).scalar_one()
-
-
-async def completions_per_day(conn: AsyncConnection, context_id: str, collection_id: str | None,
-                              offset_ms: int) -> dict[int, int]:
-    day = (en.c.completed_on + offset_ms) // DAY_MS  # integer division on both databases
-    q = (sa.select(day.label("day"), sa.func.count())
-         .where(*_active(context_id, collection_id), en.c.completed_on.is_not(None)).group_by(sa.literal_column("day")))
-    return {int(r[0]): r[1] for r in await conn.execute(q)}
 
 
 async def median_time_to_complete(conn: AsyncConnection, context_id: str, collection_id: str | None,
                                   completed: int) -> float | None:
-    """The median of completed_on - enrolled_date (ms) over the `completed` completed enrolments."""
+    """The median of completed_on - enrolled_date (ms) over the `completed` active completed enrolments."""
     if completed <= 0:
         return None
     took = sa.func.max(en.c.completed_on - en.c.enrolled_date, 0) if conn.dialect.name == "sqlite" \
         else sa.func.greatest(en.c.completed_on - en.c.enrolled_date, 0)
-    q = (sa.select(took.label("took"))
-         .where(*_active(context_id, collection_id), en.c.completed_on.is_not(None))
+    cond = _where(context_id, RosterFilter(collection_id=collection_id, active=True))
+    q = (sa.select(took.label("took")).where(*cond, en.c.completed_on.is_not(None))
          .order_by(sa.literal_column("took")).offset((completed - 1) // 2).limit(2 - completed % 2))
     values = (await conn.execute(q)).scalars().all()
     return sum(values) / len(values) if values else None
 
 
-async def assessment_stats(conn: AsyncConnection, context_id: str, collection_id: str | None,
-                           pass_percent: float) -> list:
-    """Per (collection, content) with scored rows: learners, attempts, mean/median best score and
-    percent, the largest max score, and learners whose best percent reaches `pass_percent`."""
-    part = (ucc.c.collection_id, ucc.c.content_id)
-    pct = sa.func.coalesce(ucc.c.best_score * 100.0 / sa.func.nullif(ucc.c.best_max_score, 0), 0.0)
+async def score_distribution(conn: AsyncConnection, context_id: str, collection_id: str | None) -> list:
+    """(collection, content, best score, max score, learners, attempts) of the scored rows
+    (ix_ucc_scored): few rows, as scores take few distinct values; medians are computed from it."""
     cond = [ucc.c.context_id == context_id, ucc.c.attempts > 0, ucc.c.best_score.is_not(None)]
     if collection_id is not None:
         cond.append(ucc.c.collection_id == collection_id)
-    inner = (sa.select(ucc.c.collection_id, ucc.c.content_id, ucc.c.attempts, ucc.c.best_max_score,
-                       ucc.c.best_score.label("score"), pct.label("pct"),
-                       sa.func.row_number().over(partition_by=part, order_by=ucc.c.best_score).label("rs"),
-                       sa.func.row_number().over(partition_by=part, order_by=pct).label("rp"),
-                       sa.func.count().over(partition_by=part).label("n"))
-             .where(*cond).subquery())
-    mid_lo, mid_hi = (inner.c.n + 1) // 2, (inner.c.n + 2) // 2  # the middle row(s)
-
-    def median(col, rank):
-        return sa.func.avg(sa.case((rank.in_([mid_lo, mid_hi]), col)))
-
-    q = (sa.select(inner.c.collection_id, inner.c.content_id, sa.func.count().label("learners"),
-                   sa.func.sum(inner.c.attempts).label("attempts"),
-                   sa.func.avg(inner.c.score).label("mean_score"), median(inner.c.score, inner.c.rs).label("median_score"),
-                   sa.func.avg(inner.c.pct).label("mean_percent"), median(inner.c.pct, inner.c.rp).label("median_percent"),
-                   sa.func.max(inner.c.best_max_score).label("max_score"),
-                   sa.func.sum(sa.case((inner.c.pct >= pass_percent, 1), else_=0)).label("passed"))
-         .group_by(inner.c.collection_id, inner.c.content_id)
-         .order_by(inner.c.collection_id, inner.c.content_id))
+    q = (sa.select(ucc.c.collection_id, ucc.c.content_id, ucc.c.best_score, ucc.c.best_max_score, sa.func.count(),
+                   sa.func.sum(ucc.c.attempts))
+         .where(*cond)
+         .group_by(ucc.c.collection_id, ucc.c.content_id, ucc.c.best_score, ucc.c.best_max_score))
     return (await conn.execute(q)).all()
 
 
@@ -161,13 +131,10 @@ async def list_contexts(conn: AsyncConnection, prefix: str, limit: int) -> list:
     return (await conn.execute(q)).all()
 
 
-async def context_collections(conn: AsyncConnection, context_id: str) -> list[str]:
-    """The collections of a context: those it offers, then any others its enrolments name."""
+async def offered_collections(conn: AsyncConnection, context_id: str) -> list[str] | None:
+    """The collections a registered context offers; None if it is not registered."""
     row = (await conn.execute(sa.select(ctx.c.collection_ids).where(ctx.c.context_id == context_id))).first()
-    offered = list(row[0] or []) if row else []
-    enrolled = (await conn.execute(sa.select(en.c.collection_id).where(en.c.context_id == context_id)
-                                   .group_by(en.c.collection_id))).scalars().all()
-    return list(dict.fromkeys([*offered, *enrolled]))
+    return list(row[0] or []) if row else None
 
 
 async def recent_completions(conn: AsyncConnection, user_id: str, limit: int) -> list:

@@ -7,6 +7,7 @@ const STATUS = ["not started", "in progress", "completed"];
 const COLORS = ["#9aa5b1", "#f0b429", "#27ab83"];
 const $ = (sel) => document.querySelector(sel);
 const charts = {};
+let me = null; // who the caller is (GET /v1/report/me)
 
 function el(tag, attrs, ...children) {
   const e = document.createElement(tag);
@@ -44,11 +45,13 @@ async function api(path) {
 
 function showError(err) {
   const box = $("#error");
+  for (const id of ["#home", "#context", "#learner"]) $(id).hidden = true; // show nothing half-loaded
   if (err.status === 401) {
     box.textContent = "Sign in: paste your access token above.";
     $("#token-form").hidden = false;
   } else if (err.status === 403) {
-    box.textContent = "You may not see this page: " + err.message;
+    box.textContent = "You may not see this page: " + err.message + ". ";
+    if (me && me.userId) box.append(el("a", { href: "/dashboard/learner/" + encodeURIComponent(me.userId) }, "Your own page"));
   } else if (err.status === 404) {
     box.textContent = "Not found: " + err.message;
   } else {
@@ -59,6 +62,11 @@ function showError(err) {
 }
 
 const fmtDate = (ms) => (ms ? new Date(ms).toISOString().slice(0, 10) : "");
+function duration(ms) {
+  if (ms === null || ms === undefined) return "-";
+  const h = ms / 3600000;
+  return h < 1 ? Math.round(ms / 60000) + " min" : h < 48 ? fmtNum(h) + " h" : fmtNum(h / 24) + " days";
+}
 const fmtNum = (v, d = 1) => (v === null || v === undefined ? "-" : Number(v).toFixed(d).replace(/\.0+$/, ""));
 
 function bar(progress) {
@@ -134,7 +142,7 @@ async function loadStats(contextId) {
   const set = (k, v) => { document.querySelector(`[data-stat="${k}"]`).textContent = v; };
   set("enrolled", s.enrolled);
   for (const k of ["0", "1", "2"]) set("status-" + k, s.byStatus[k]);
-  set("median-days", s.medianTimeToCompleteMs === null ? "-" : fmtNum(s.medianTimeToCompleteMs / 86400000));
+  set("median-time", duration(s.medianTimeToCompleteMs));
   $("#ctx-generated").textContent = "as of " + new Date(s.generatedAt).toLocaleString();
   chart("chart-status", {
     type: "doughnut",
@@ -273,25 +281,34 @@ async function contextPage(contextId) {
 
 // -- a learner ------------------------------------------------------------------------------------
 
+function contentList(contents) {
+  if (!contents.length) return "";
+  return el("ul", { class: "contents" }, contents.map((c) => el("li", { dataset: { content: c.contentId, status: c.status } },
+    el("span", { class: "dot s" + c.status, title: STATUS[c.status] }), c.name || c.contentId,
+    " ", el("span", { class: "muted" }, STATUS[c.status] || ""))));
+}
+
+const inUnit = (s) => new Set(s.units.flatMap((u) => u.contents.map((c) => c.contentId)));
+
 async function learnerPage(userId) {
   const r = await api("/v1/report/learner/" + encodeURIComponent(userId));
   $("#learner").hidden = false;
   $("#lr-id").textContent = userId;
   document.title = userId + " · viewer-service";
   const scores = (s) => Object.entries(s.assessmentStatus || {});
+  const nameOf = (s, cid) => (s.contents.find((c) => c.contentId === cid) || {}).name || cid;
   $("#lr-enrolments").replaceChildren(...r.enrolments.map((s) => el("article", {
       class: "enrolment", dataset: { collection: s.collectionId, context: s.contextId } },
     el("h2", {}, (s.collection && s.collection.name) || s.collectionId),
     el("p", { class: "muted" }, "context " + s.contextId + (s.active ? "" : " · unenrolled") + " · " +
        STATUS[s.status] + (s.completedOn ? " on " + fmtDate(s.completedOn) : "")),
     bar(s.progress),
-    s.units.length ? el("ul", { class: "units" }, s.units.map((u) => el("li", { dataset: { unit: u.unitId } },
-      el("span", { class: "label" }, u.name || u.unitId), bar(u.progress)))) : "",
-    el("ul", { class: "contents" }, s.contents.map((c) => el("li", { dataset: { content: c.contentId, status: c.status } },
-      el("span", { class: "dot s" + c.status, title: STATUS[c.status] }), c.name || c.contentId,
-      " ", el("span", { class: "muted" }, STATUS[c.status] || "")))),
+    s.units.map((u) => el("div", { class: "unit", dataset: { unit: u.unitId } },
+      el("div", { class: "unit-head" }, el("span", { class: "label" }, u.name || u.unitId), bar(u.progress)),
+      contentList(u.contents))),
+    contentList(s.contents.filter((c) => !inUnit(s).has(c.contentId))),
     scores(s).length ? el("p", { class: "scores" }, "Best scores: ", scores(s).map(([cid, a]) =>
-      el("span", { class: "score", dataset: { content: cid } }, cid + " " + fmtNum(a.score) + "/" + fmtNum(a.max_score)))) : "",
+      el("span", { class: "score", dataset: { content: cid } }, nameOf(s, cid) + " " + fmtNum(a.score) + "/" + fmtNum(a.max_score)))) : "",
     (s.issuedCertificates || []).length ? el("p", { class: "certs" }, "Certificates: ",
       s.issuedCertificates.map((c) => el("span", { class: "cert" }, c.name || c.identifier || c.id || "certificate"))) : "")));
   if (!r.enrolments.length) $("#lr-enrolments").append(el("p", { class: "muted" }, "no enrolment yet"));
@@ -311,7 +328,7 @@ async function start() {
   $("#sign-out").addEventListener("click", () => { sessionStorage.removeItem(TOKEN_KEY); location.reload(); });
   const parts = location.pathname.replace(/\/+$/, "").split("/").slice(2).map(decodeURIComponent);
   try {
-    const me = await whoAmI();
+    me = await whoAmI();
     if (parts[0] === "context" && parts[1]) await contextPage(parts[1]);
     else if (parts[0] === "learner" && parts[1]) await learnerPage(parts[1]);
     else await home(me);
