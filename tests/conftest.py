@@ -98,6 +98,8 @@ def settings(request, backend) -> Settings:
     # The worker runs inside the app on both backends, so tests see progress computed.
     base.update(worker_in_serve=True, worker_poll_seconds=0.05, event_sink=f"file:{tmp / 'events.jsonl'}",
                 download_dir=str(tmp / "downloads"))
+    # PostgreSQL's fallback poll too (notifications wake the worker; tests/test_worker.py tests them alone).
+    base.update(worker_listen_poll_seconds=0.05)
     return Settings(**{**base, "repair_interval_seconds": 0.05, **extra})
 
 
