@@ -9,9 +9,9 @@ import datetime as dt
 import logging
 import os
 import sys
-import time
 
 from .config import Settings
+from .reporting import CountProgress
 
 log = logging.getLogger("viewer_service.archive")
 
@@ -53,37 +53,6 @@ def _schema_problem(settings: Settings) -> str | None:
     if settings.is_sqlite:
         upgrade(settings.database_url)
     return schema_problem(settings.database_url, will_upgrade=False)
-
-
-class _Progress:
-    """A rich progress bar on a terminal; otherwise a log line at most every few seconds."""
-
-    def __init__(self, what: str, total: int, unit: str):
-        self.what, self.total, self.unit, self.done, self.last = what, total, unit, 0, 0.0
-        self.bar = None
-        if sys.stderr.isatty():
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                       TimeRemainingColumn)
-            self.bar = Progress(TextColumn(f"{what}"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
-                                TimeElapsedColumn(), TimeRemainingColumn(), transient=False)
-            self.task = self.bar.add_task(what, total=total)
-            self.bar.start()
-        self.started = time.monotonic()
-
-    def advance(self, n: int, note: str = "") -> None:
-        self.done += n
-        if self.bar is not None:
-            self.bar.update(self.task, advance=n)
-            return
-        now = time.monotonic()
-        if now - self.last >= 2 or self.done >= self.total:
-            self.last = now
-            rate = self.done / max(now - self.started, 1e-9)
-            log.info("%s: %d/%d %s (%.0f/s)%s", self.what, self.done, self.total, self.unit, rate, note)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
 
 
 def _shared_cache(settings: Settings):
@@ -146,7 +115,7 @@ def _archive(args: argparse.Namespace) -> int:
         try:
             archiver = Archiver(engine, root, chunk_scopes=args.chunk_scopes, forget=cache and cache.invalidate,
                                 pause_before_commit=float(os.environ.get("VIEWER_ARCHIVE_PAUSE_BEFORE_COMMIT") or 0))
-            progress = _Progress("archive", await archiver.count_due(before), "enrolments")
+            progress = CountProgress("archive", await archiver.count_due(before), "enrolments", log)
             try:
                 return await archiver.run(before, lambda c: progress.advance(c["due"], f", {c.get('rows', 0)} rows"))
             finally:
@@ -179,7 +148,7 @@ def _restore(args: argparse.Namespace) -> int:
         try:
             archiver = Archiver(engine, forget=cache and cache.invalidate)
             total = 1 if args.user else await archiver.count_archived_users()
-            progress = _Progress("restore", total, "learners")
+            progress = CountProgress("restore", total, "learners", log)
             try:
                 return await archiver.restore(None if args.all else args.user, progress.advance)
             finally:

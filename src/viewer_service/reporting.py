@@ -1,4 +1,4 @@
-"""Progress of a long command: a `rich` bar per table on a terminal, plain log lines otherwise."""
+"""Progress of a long command (import, archive): a `rich` bar on a terminal, plain log lines otherwise."""
 
 from __future__ import annotations
 
@@ -57,3 +57,36 @@ class Progress:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.stop()
+
+
+class CountProgress:
+    """One count (enrolments, learners) towards a known total: a rich bar on a terminal, otherwise
+    a log line on `logger` at most every 2 seconds (archive, restore)."""
+
+    def __init__(self, what: str, total: int, unit: str, logger: logging.Logger = log):
+        self.log = logger
+        self.what, self.total, self.unit, self.done, self.last = what, total, unit, 0, 0.0
+        self.bar = None
+        if sys.stderr.isatty():
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                       TimeRemainingColumn)
+            self.bar = Progress(TextColumn(f"{what}"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
+                                TimeElapsedColumn(), TimeRemainingColumn(), transient=False)
+            self.task = self.bar.add_task(what, total=total)
+            self.bar.start()
+        self.started = time.monotonic()
+
+    def advance(self, n: int, note: str = "") -> None:
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(self.task, advance=n)
+            return
+        now = time.monotonic()
+        if now - self.last >= 2 or self.done >= self.total:
+            self.last = now
+            rate = self.done / max(now - self.started, 1e-9)
+            self.log.info("%s: %d/%d %s (%.0f/s)%s", self.what, self.done, self.total, self.unit, rate, note)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
