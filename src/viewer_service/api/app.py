@@ -32,6 +32,7 @@ from . import dashboard, reports
 from .body import install_openapi
 from .auth import AuthError, Authenticator, resolve_user
 from .body_guard import BodyGuard
+from .hot import HotRoutes
 from .observe import Observe
 
 log = logging.getLogger(__name__)
@@ -142,6 +143,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False},  # unused; costs env lookups per request
         docs_url=None, redoc_url=None,  # served from the package by api/docs.py (no CDN)
     )
+    app.add_middleware(HotRoutes)  # innermost: the failsafe and the rest see its requests as any other
     errors.install(app)
     install_openapi(app)
     docs.install(app)
