@@ -1,19 +1,22 @@
 """Archive benchmark (docs/archive.md): hot-table size and the read/write benchmark before and
 after archiving 90 % of a 10^6-row consumption table, on PostgreSQL + Redis.
 
-    flock -x -w 1800 /tmp/viewer-bench.lock .venv/bin/python bench/archive_bench.py            # recorded
+    flock /work/wt/bench.lock .venv/bin/python bench/archive_bench.py            # recorded
     .venv/bin/python bench/archive_bench.py --rows 100000 --duration 3 --repeats 1              # smoke
 
 1. A fresh database gets `--rows` consumption rows by bulk SQL (generate_series): learners x 5
    contents of one collection, each row with progress details; one 10-question attempt per learner
    (content 1); one enrolment per learner. The first `--hot-fraction` of learners are in progress;
    the others completed during 2024.
-2. Before: table sizes; a server (1 worker, PostgreSQL + Redis); cold reads of hot learners (cache
+2. Before: table sizes. Each server: 1 worker, PostgreSQL + Redis; cold reads of hot learners (cache
    misses, sequential, median ms); wrk seeding reads of every hot learner; then `--repeats` rounds of
    floor, writes, reads, mix (bench/*.lua, the same scripts as bench/run.py) on the hot learners.
-3. `viewer-service archive --completed-before 2025-01-01`: wall time, rows/s, file sizes.
-4. After: table sizes (as left, after VACUUM, after VACUUM FULL); a new server and a new Redis prefix;
-   cold reads of hot and of archived learners; the same wrk rounds.
+3. `viewer-service archive --completed-before 2025-01-01` on the copy: wall time, rows/s, file sizes.
+4. After: table sizes (as left, after VACUUM, after VACUUM FULL). The archive runs on a copy of the
+   database (CREATE DATABASE .. TEMPLATE), so a "before" and an "after" server (each its own Redis
+   prefix) run side by side: cold reads of hot (and, after, of archived) learners, seeding, then the
+   wrk rounds alternate between them (before, after; after, before; ...), so load from other
+   processes on a shared machine falls on both alike.
 Medians of the repeats and ratios to the floor of the same server; the report goes to stdout and
 to bench/results/archive-<timestamp>.md.
 """
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import fcntl
 import json
 import os
 import random
@@ -101,13 +105,12 @@ def cold_reads(server: Server, users: list[str], contents: int) -> float:
         "userId": u, "collectionId": "bench_course", "contextId": "bench_batch", "contentId": ids}) for u in users)
 
 
-def measure(args, wrk: Wrk, env: dict, log: Path, label: str, cleanup: Cleanup, hot: int, learners: int) -> dict:
+def prepare(args, wrk: Wrk, floor: FloorServer, env: dict, log: Path, label: str, cleanup: Cleanup, hot: int,
+            learners: int):
+    """A server on one database: cold reads (cache misses), then every hot learner read once (warm)."""
     server = Server(env, 1, False, log)
     cleanup.push(f"server {label}", server.stop)
     server.start(120)
-    floor = FloorServer(log.with_suffix(".floor.log"))  # the fixed floor app (bench/floor_app.py)
-    cleanup.push(f"floor server {label}", floor.stop)
-    floor.start(120)
     rnd = random.Random(args.seed)
     out = {"cold_hot_ms": cold_reads(server, [f"bench_u{rnd.randrange(hot)}" for _ in range(args.cold)],
                                      args.contents)}
@@ -121,21 +124,32 @@ def measure(args, wrk: Wrk, env: dict, log: Path, label: str, cleanup: Cleanup, 
         raise BenchError(f"seed reads: non-2xx {r.data['tables']}")
     for phase in PHASES:
         wrk.run(phase, floor if phase == "floor" else server, 2, common + [f"seed={args.seed + 999}", f"tag=w{secrets.token_hex(3)}"])
-    runs = {p: [] for p in PHASES}
-    for rep in range(args.repeats):
-        for phase in PHASES:
-            r = wrk.run(phase, floor if phase == "floor" else server, args.duration, common + [f"seed={args.seed * 100 + rep}",
-                                                                f"tag={label[0]}{rep}x{secrets.token_hex(3)}"])
-            if not r.valid:
-                raise BenchError(f"{label} {phase}: non-2xx {r.non2xx}, timeouts {r.timeouts}")
-            runs[phase].append({"rps": r.rps, "p50": r.lat_ms("p50"), "p99": r.lat_ms("p99")})
-            print(f"bench: [{label}] {phase} #{rep + 1}: {r.rps:8.0f} req/s  p50 {r.lat_ms('p50'):6.2f} ms  "
-                  f"p99 {r.lat_ms('p99'):6.2f} ms", file=sys.stderr)
-    server.stop()
-    floor.stop()
-    out["runs"] = runs
-    out["median"] = {p: {k: med([x[k] for x in runs[p]]) for k in ("rps", "p50", "p99")} for p in PHASES}
-    return out
+    out["runs"] = {p: [] for p in PHASES}
+    return server, out
+
+
+def start_floor(outdir: Path, cleanup: Cleanup) -> FloorServer:
+    """The fixed floor app (bench/floor_app.py), one for both servers: the ratios' common reference."""
+    floor = FloorServer(outdir / "floor.log")
+    cleanup.push("floor server", floor.stop)
+    floor.start(120)
+    return floor
+
+
+def one_round(args, wrk: Wrk, floor: FloorServer, server: Server, out: dict, label: str, rep: int, hot: int) -> None:
+    common = [f"learners={hot}", f"contents={args.contents}"]
+    for phase in PHASES:
+        r = wrk.run(phase, floor if phase == "floor" else server, args.duration, common + [f"seed={args.seed * 100 + rep}",
+                                                            f"tag={label[0]}{rep}x{secrets.token_hex(3)}"])
+        if not r.valid:
+            raise BenchError(f"{label} {phase}: non-2xx {r.non2xx}, timeouts {r.timeouts}")
+        out["runs"][phase].append({"rps": r.rps, "p50": r.lat_ms("p50"), "p99": r.lat_ms("p99")})
+        print(f"bench: [{label}] {phase} #{rep + 1}: {r.rps:8.0f} req/s  p50 {r.lat_ms('p50'):6.2f} ms  "
+              f"p99 {r.lat_ms('p99'):6.2f} ms", file=sys.stderr)
+
+
+def medians(out: dict) -> None:
+    out["median"] = {p: {k: med([x[k] for x in out["runs"][p]]) for k in ("rps", "p50", "p99")} for p in PHASES}
 
 
 def after_only(args, learners: int, hot: int, outdir: Path, started) -> int:
@@ -151,7 +165,12 @@ def after_only(args, learners: int, hot: int, outdir: Path, started) -> int:
     cleanup.push(f"redis keys {prefix.prefix}*", prefix.delete)
     try:
         wrk = Wrk("wrk", args.threads, args.connections, 10, False, outdir / "wrk.log", cleanup)
-        result["after"] = measure(args, wrk, env, outdir / "after.server.log", "after", cleanup, hot, learners)
+        floor = start_floor(outdir, cleanup)
+        server, result["after"] = prepare(args, wrk, floor, env, outdir / "after.server.log", "after", cleanup, hot,
+                                          learners)
+        for rep in range(args.repeats):
+            one_round(args, wrk, floor, server, result["after"], "after", rep, hot)
+        medians(result["after"])
     finally:
         cleanup.run()
     print(json.dumps(result, indent=1))
@@ -175,6 +194,8 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    p.add_argument("--lock", metavar="FILE", help="take this flock only for the servers and wrk rounds (the "
+                   "generation and the archive run before it, unlocked: their times are then indicative)")
     p.add_argument("--check", action="store_true", help="generate, archive and measure sizes only (no servers, no wrk)")
     p.add_argument("--after-only", metavar="DBNAME", help="measure the 'after' phase on an existing archived database")
     args = p.parse_args(argv)
@@ -203,30 +224,50 @@ def main(argv=None) -> int:
         result["generate_s"] = time.monotonic() - t0
         print(f"bench: generated {args.rows} rows in {result['generate_s']:.0f} s", file=sys.stderr)
         result["sizes_before"] = sizes(db.url)
-        wrk = Wrk("wrk", args.threads, args.connections, 10, False, outdir / "wrk.log", cleanup)
-        for label in ("before", "after"):
-            if label == "after":
-                t0 = time.monotonic()
-                out = subprocess.run(service_command() + ["archive", "--completed-before", "2025-01-01",
-                                                          "--dir", archive_dir], env=env, capture_output=True,
-                                     text=True)
-                result["archive_s"] = time.monotonic() - t0
-                if out.returncode != 0:
-                    raise BenchError(f"archive failed: {out.stderr[-2000:]}")
-                result["archive_out"] = out.stdout.strip()
-                result["archive_bytes"] = du(archive_dir)
-                print(f"bench: {out.stdout.strip()} in {result['archive_s']:.0f} s", file=sys.stderr)
-                result["sizes_after"] = sizes(db.url)
-                pg_exec(db.url, "VACUUM ANALYZE")
-                result["sizes_after_vacuum"] = sizes(db.url)
-                pg_exec(db.url, "VACUUM FULL ANALYZE")
-                result["sizes_after_vacuum_full"] = sizes(db.url)
-            if args.check:
-                continue
-            prefix = RedisPrefix(args.redis_url)
-            cleanup.push(f"redis keys {prefix.prefix}*", prefix.delete)
-            result[label] = measure(args, wrk, {**env, "VIEWER_REDIS_PREFIX": prefix.prefix},
-                                    outdir / f"{label}.server.log", label, cleanup, hot, learners)
+        # The same data twice: the "after" database is a copy that gets archived, so both servers run
+        # side by side and their rounds interleave (a busy shared machine hits both alike).
+        arch = PgDatabase(args.pg_url)
+        pg_exec(args.pg_url, f'CREATE DATABASE "{arch.name}" TEMPLATE "{db.name}"')
+        arch.created = True
+        cleanup.push(f"database {arch.name}", arch.drop)
+        arch_env = {**env, "VIEWER_DATABASE_URL": arch.url}
+        t0 = time.monotonic()
+        out = subprocess.run(service_command() + ["archive", "--completed-before", "2025-01-01", "--dir", archive_dir],
+                             env=arch_env, capture_output=True, text=True)
+        result["archive_s"] = time.monotonic() - t0
+        if out.returncode != 0:
+            raise BenchError(f"archive failed: {out.stderr[-2000:]}")
+        result["archive_out"] = out.stdout.strip()
+        result["archive_bytes"] = du(archive_dir)
+        print(f"bench: {out.stdout.strip()} in {result['archive_s']:.0f} s", file=sys.stderr)
+        result["sizes_after"] = sizes(arch.url)
+        pg_exec(arch.url, "VACUUM ANALYZE")
+        result["sizes_after_vacuum"] = sizes(arch.url)
+        pg_exec(arch.url, "VACUUM FULL ANALYZE")
+        result["sizes_after_vacuum_full"] = sizes(arch.url)
+        pg_exec(db.url, "VACUUM ANALYZE")  # the same housekeeping for "before": no autovacuum mid-phase
+        if not args.check:
+            if args.lock:  # the preparation above runs unlocked; the measurement waits for its turn
+                print(f"bench: waiting for {args.lock} ...", file=sys.stderr)
+                lock = open(args.lock, "a")  # noqa: SIM115 - held until the process exits
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                result["measured_from"] = f"{dt.datetime.now(dt.UTC):%H:%M:%S} UTC"
+                print("bench: got the lock", file=sys.stderr)
+            wrk = Wrk("wrk", args.threads, args.connections, 10, False, outdir / "wrk.log", cleanup)
+            floor = start_floor(outdir, cleanup)
+            servers = {}
+            for label, e in (("before", env), ("after", arch_env)):
+                prefix = RedisPrefix(args.redis_url)
+                cleanup.push(f"redis keys {prefix.prefix}*", prefix.delete)
+                servers[label], result[label] = prepare(args, wrk, floor, {**e, "VIEWER_REDIS_PREFIX": prefix.prefix},
+                                                        outdir / f"{label}.server.log", label, cleanup, hot,
+                                                        learners)
+            for rep in range(args.repeats):
+                for label in (("before", "after") if rep % 2 == 0 else ("after", "before")):
+                    one_round(args, wrk, floor, servers[label], result[label], label, rep, hot)
+            for label, server in servers.items():
+                server.stop()
+                medians(result[label])
     except BenchError as e:
         print(f"bench: FAILED: {e}", file=sys.stderr)
         result["error"] = str(e)

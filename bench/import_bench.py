@@ -1,14 +1,16 @@
 """The Sunbird import's throughput: `viewer-service import sunbird` on generated cqlsh files.
 
-    flock -x -w 1800 /tmp/viewer-bench.lock .venv/bin/python bench/import_bench.py --rows 1000000 --stacks postgres
+    flock /work/wt/bench.lock .venv/bin/python bench/import_bench.py --rows 1000000 --stacks postgres
     .venv/bin/python bench/import_bench.py --rows 100000 --stacks sqlite,postgres --repeats 3 --all-tables
+    .venv/bin/python bench/import_bench.py --rows 100000 --stacks sqlite,postgres --base-src /tmp/base/src
 
 Each repeat imports into a fresh database (a throwaway PostgreSQL database, or a SQLite file) with
 the real CLI in its own process, and reads the rows/s it reports per table. Floors, measured in the
 same run on the same file: `read` = Python's csv module reading the file in cqlsh's dialect (no
 mapping, no database: the least any import in Python pays); `copy` (PostgreSQL) = PostgreSQL's own
 COPY of the file into an unindexed table of text columns (the least the database pays).
-Generated files are cached under --cache (bench/sunbird_gen.py)."""
+Generated files are cached under --cache (bench/sunbird_gen.py). With --base-src, every repeat
+also imports with another checkout's code (before/after in one sitting, interleaved)."""
 
 from __future__ import annotations
 
@@ -80,8 +82,10 @@ def copy_floor(admin: str, path: Path) -> float:
         pg_exec(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def one_import(stack: str, admin: str, directory: Path, batch: int) -> tuple[float, dict]:
+def one_import(stack: str, admin: str, directory: Path, batch: int, src: Path | None = None) -> tuple[float, dict]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIEWER_")}
+    if src is not None:  # another checkout's code (its src/), run by this venv
+        env["PYTHONPATH"] = str(src)
     name = None
     tmp = tempfile.mkdtemp(prefix="import-bench-")
     if stack == "postgres":
@@ -119,6 +123,10 @@ def main() -> None:
     p.add_argument("--batch-rows", type=int, default=20_000)
     p.add_argument("--all-tables", action="store_true", help="also enrolments, attempts and aggregates")
     p.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    p.add_argument("--src", type=Path, help="import with the code in this src/ directory instead of this checkout's "
+                   "(a snapshot: edits during a long run do not leak in)")
+    p.add_argument("--base-src", type=Path, help="also import with the code in this src/ directory (e.g. an "
+                   "export of main: git archive main src | tar -x -C /tmp/base), interleaved: before/after")
     p.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "viewer-import-bench")
     a = p.parse_args()
     directory = files_for(a.rows, a.cache, a.all_tables)
@@ -126,29 +134,40 @@ def main() -> None:
     size_mb = ucc.stat().st_size / 1e6
     print(f"# import of {a.rows} consumption rows ({size_mb:.0f} MB){' and the other tables' if a.all_tables else ''},"
           f" batch {a.batch_rows}, {a.repeats} repeats")
+    variants = {"after": a.src.resolve() if a.src else None, **({"before": a.base_src.resolve()} if a.base_src else {})}
     for stack in a.stacks.split(","):
-        walls, rates, floors_read, floors_copy, per_table = [], [], [], [], {}
+        floors_read, floors_copy = [], []
+        walls = {v: [] for v in variants}
+        rates = {v: [] for v in variants}
+        per_table: dict[str, dict[str, list]] = {v: {} for v in variants}
         for _ in range(a.repeats):
             floors_read.append(read_floor(ucc))
             if stack == "postgres":
                 floors_copy.append(copy_floor(a.pg_url, ucc))
-            wall, tables = one_import(stack, a.pg_url, directory, a.batch_rows)
-            walls.append(wall)
-            t = tables["user_content_consumption"]
-            rates.append(t["rows"] / t["seconds"])
-            for k, v in tables.items():
-                per_table.setdefault(k, []).append(v["rows"] / v["seconds"] if v["seconds"] else 0)
-        r, fr = med(rates), med(floors_read)
+            for v, src in variants.items():
+                wall, tables = one_import(stack, a.pg_url, directory, a.batch_rows, src)
+                walls[v].append(wall)
+                t = tables["user_content_consumption"]
+                rates[v].append(t["rows"] / t["seconds"])
+                for k, x in tables.items():
+                    per_table[v].setdefault(k, []).append(x["rows"] / x["seconds"] if x["seconds"] else 0)
+        fr = med(floors_read)
+        fc = med(floors_copy) if floors_copy else None
         print(f"\n## {stack}\n")
-        print(f"- consumption rows/s: median {r:,.0f} (runs: {', '.join(f'{x:,.0f}' for x in rates)})")
-        print(f"- whole command wall time: median {med(walls):.1f} s")
-        print(f"- floor `read` (csv module only): {fr:,.0f} rows/s; import / read = {r / fr:.2f}")
-        if floors_copy:
-            fc = med(floors_copy)
-            print(f"- floor `copy` (PostgreSQL COPY of the file): {fc:,.0f} rows/s; import / copy = {r / fc:.2f}")
-        for k, v in per_table.items():
-            print(f"- {k}: median {med(v):,.0f} rows/s")
-
+        print(f"- floor `read` (csv module only): {fr:,.0f} rows/s (runs: {', '.join(f'{x:,.0f}' for x in floors_read)})")
+        if fc:
+            print(f"- floor `copy` (PostgreSQL COPY of the file): {fc:,.0f} rows/s "
+                  f"(runs: {', '.join(f'{x:,.0f}' for x in floors_copy)})")
+        for v in variants:
+            r = med(rates[v])
+            print(f"- {v}: consumption rows/s median {r:,.0f} (runs: {', '.join(f'{x:,.0f}' for x in rates[v])}); "
+                  f"whole command median {med(walls[v]):.1f} s; import / read = {r / fr:.2f}"
+                  + (f"; import / copy = {r / fc:.2f}" if fc else ""))
+            for k, x in per_table[v].items():
+                if k != "user_content_consumption":
+                    print(f"  - {k}: median {med(x):,.0f} rows/s")
+        if "before" in variants:
+            print(f"- after / before: {med(rates['after']) / med(rates['before']):.2f}")
 
 if __name__ == "__main__":
     main()

@@ -21,6 +21,9 @@ T = 1624426660575  # 2021-06-23 05:37:40.575 UTC
     ("2021-06-23 05:37:40", T - 575),  # no zone: UTC
     ("2021-06-23", T - (5 * 3600 + 37 * 60 + 40) * 1000 - 575),
     ("1624426660575", T),  # epoch milliseconds
+    ("2021-06-23 05:37:40.575999+0000", T),  # microseconds: truncated to the millisecond
+    ("1969-12-31 23:59:59.999000+0000", -1),
+    ("2016-12-31 23:59:60.000000+0000", 1483228800000),  # a leap second (the slow path)
     ("", None),
 ])
 def test_timestamps(text, ms):
@@ -28,7 +31,8 @@ def test_timestamps(text, ms):
 
 
 @pytest.mark.parametrize("bad", ["yesterday", "2021-13-01 00:00:00", "2021-02-30", "2021-06-23 25:00:00",
-                                 "2021-06-23 05:37:40.575000+0000x"])
+                                 "2021-06-23 05:37:40.575000+0000x",
+                                 "2021-06-23 05:37:40.57500000000"])  # cqlsh's length, no zone: 11 fraction digits
 def test_bad_timestamps(bad):
     with pytest.raises(cqlsh.BadValue):
         cqlsh.timestamp(bad)

@@ -133,3 +133,25 @@ def test_merges_never_go_down():
     m = sunbird.merge_enrolment(old, new, NOW)
     assert m == ("u", "c", "b", T - 5, True, [{"id": "a"}, {"id": "b"}], 2, 100, T, NOW)
     assert sunbird.merge_enrolment(old, ("u", "c", "b", T, False, [], 0, 0, None, NOW), NOW) is None
+
+
+def test_the_mapper_reads_records_as_consumption_row_reads_dicts():
+    """The import's hot path (fields by index, old and new names, absent columns) gives what the
+    dict-based rule gives, rejects included."""
+    names = ["userid", "courseid", "batchid", "contentid", "status", "progress", "lastaccesstime",
+             "last_access_time", "lastupdatedtime", "last_updated_time", "progressdetails", "viewcount"]
+    h = Header("user_content_consumption", names)
+    row = sunbird.consumption_mapper(h, "strict", NOW)
+    records = [
+        ["u", "c", "b", "x", "2", "40", "2021-06-23 05:37:40:575+0000", "", "", "2021-06-23 05:37:41.575000+0000",
+         '{"p": 1}', "3"],
+        ["u", "c", "", "y", "1", "30", "", "2021-06-23 05:37:40.575000+0000", "2021-06-23 05:37:40:575+0000",
+         "2021-06-24 05:37:40.575000+0000", "", ""],
+    ]
+    for fields in records:
+        assert row(fields) == sunbird.consumption_row(h.record(fields), "strict", NOW)
+    assert row(records[0])[11] == T and row(records[1])[11] == T and row(records[1])[13] == T  # first non-empty
+    with pytest.raises(Reject, match="11 fields"):
+        row(records[0][:-1])
+    with pytest.raises(Reject, match="lastaccesstime: not a timestamp"):
+        row([*records[0][:6], "tuesday", *records[0][7:]])

@@ -5,7 +5,7 @@ values in the column order of the matching `*_COLUMNS`, or raises Reject with th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -60,6 +60,12 @@ class Header:
         self._canon = [canonical(table, n) for n in names]
         self._dups = [(name, idx) for name, idx in self.index.items() if len(idx) > 1]
 
+    def picker(self, names: Sequence[str]) -> Callable[[list[str]], tuple]:
+        """fields -> the values of the canonical columns `names`, as record() would give them
+        ("" when absent), in one expression compiled for this header (only indexes go into it)."""
+        parts = [" or ".join(f"f[{i}]" for i in self.index[n]) if n in self.index else '""' for n in names]
+        return eval(f"lambda f: ({', '.join(parts)},)")  # noqa: S307 - text made of integers only
+
     def record(self, fields: list[str]) -> dict[str, str]:
         if len(fields) != self.width:
             raise Reject(f"{len(fields)} fields where the header has {self.width} (a cut or broken row)")
@@ -90,10 +96,7 @@ def _parse(fn, r: dict, col: str):
         raise Reject(f"{col}: {e}") from None
 
 
-def _json_text(r: dict, col: str) -> str | None:
-    v = r.get(col, "")
-    if not v:
-        return None
+def _json_value(v: str, col: str) -> str:
     try:
         parsed = orjson.loads(v)
     except orjson.JSONDecodeError:
@@ -119,13 +122,35 @@ UCC_COLUMNS = ("user_id", "collection_id", "context_id", "content_id", "status",
                "last_completed_time", "last_updated_time", "version")
 
 
+# What a consumption row reads, in _consumption's argument order.
+_UCC_READS = ("userid", "courseid", "batchid", "contentid", "status", "progress", "lastaccesstime", "lastupdatedtime",
+              "datetime", "lastcompletedtime", "viewcount", "timespent", "progressdetails")
+
+
 def consumption_row(r: dict, mode: str, now_ms: int) -> tuple:
-    # The hot path of the import: one try block names the failing column, no call per column.
-    user, course, content = _need(r, "userid"), _need(r, "courseid"), _need(r, "contentid")
     g = r.get
-    batch = g("batchid") or None
-    if batch is not None and len(batch) > 256:
+    return _consumption(*(g(c, "") for c in _UCC_READS), mode, now_ms)
+
+
+def consumption_mapper(header: Header, mode: str, now_ms: int) -> Callable[[list[str]], tuple]:
+    """consumption_row for records as read, without a dict per row (the import's hot path)."""
+    pick, width = header.picker(_UCC_READS), header.width
+
+    def row(fields: list[str]) -> tuple:
+        if len(fields) != width:
+            raise Reject(f"{len(fields)} fields where the header has {width} (a cut or broken row)")
+        return _consumption(*pick(fields), mode, now_ms)
+    return row
+
+
+def _consumption(user, course, batch, content, status, progress, last_access, last_updated, dt, last_completed,
+                 views, spent, details, mode, now_ms) -> tuple:
+    for col, v in (("userid", user), ("courseid", course), ("contentid", content)):
+        if not v or len(v) > 256:
+            raise Reject(f"{col} is empty" if not v else f"{col} is longer than 256 characters")
+    if batch and len(batch) > 256:
         raise Reject("batchid is longer than 256 characters")
+    batch = batch or None
     if mode == "strict":
         collection, context = course, batch or course
     else:
@@ -133,30 +158,30 @@ def consumption_row(r: dict, mode: str, now_ms: int) -> tuple:
         collection, context = s.collection_id, s.context_id
     ts, integer = cqlsh.timestamp, cqlsh.integer
     col = "status"
-    try:
-        status = integer(g(col, ""))
+    try:  # one try block names the failing column, no call per column
+        status = integer(status)
         status = 1 if status is None else status
         col = "progress"
-        progress = integer(g(col, "")) or 0
+        progress = integer(progress) or 0
         col = "lastaccesstime"
-        last_access = ts(g(col, ""))
+        last_access = ts(last_access)
         col = "lastupdatedtime"
-        last_updated = ts(g(col, ""))
+        last_updated = ts(last_updated)
         if last_updated is None:
             col = "datetime"
-            last_updated = ts(g(col, "")) or last_access or now_ms
+            last_updated = ts(dt) or last_access or now_ms
         col = "lastcompletedtime"
-        last_completed = ts(g(col, "")) if status == 2 else None  # a stale time on an unfinished row means nothing
+        last_completed = ts(last_completed) if status == 2 else None  # a stale time on an unfinished row means nothing
         col = "viewcount"
-        views = integer(g(col, "")) or 1
+        views = integer(views) or 1
         col = "timespent"
-        spent = cqlsh.number(g(col, "")) or 0.0
+        spent = cqlsh.number(spent) or 0.0
     except cqlsh.BadValue as e:
         raise Reject(f"{col}: {e}") from None
     if not 0 <= status <= 2:
         raise Reject(f"status {status} is not 0, 1 or 2")
     progress = 100 if status == 2 else min(max(progress, 0), 100)
-    details = _json_text(r, "progressdetails") if g("progressdetails") else None
+    details = _json_value(details, "progressdetails") if details else None
     if status == 2 and last_completed is None:
         last_completed = last_updated
     access = last_access or last_updated

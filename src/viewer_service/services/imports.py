@@ -344,19 +344,20 @@ def map_batch(table: str, names: list[str], mode: str, now: int, records: list[l
     """Sunbird records to our rows, and the rejected ones with their reason (in a worker process:
     plain data in, plain data out)."""
     header = sunbird.Header(table, names)
-    if table == "user_content_consumption":
-        fn = lambda r: sunbird.consumption_row(r, mode, now)  # noqa: E731
-    elif table == "user_enrolments":
-        fn = lambda r: sunbird.enrolment_row(r, now)  # noqa: E731
-    elif table == "assessment_aggregator":
-        fn = lambda r: sunbird.assessment_row(r, mode, now)  # noqa: E731
+    if table == "user_content_consumption":  # the big table: no dict per row
+        convert = sunbird.consumption_mapper(header, mode, now)
     else:
-        fn = sunbird.activity_agg_row
+        if table == "user_enrolments":
+            fn = lambda r: sunbird.enrolment_row(r, now)  # noqa: E731
+        elif table == "assessment_aggregator":
+            fn = lambda r: sunbird.assessment_row(r, mode, now)  # noqa: E731
+        else:
+            fn = sunbird.activity_agg_row
+        convert = lambda fields: fn(header.record(fields))  # noqa: E731
     rows, rejects = [], []
-    record = header.record
     for fields in records:
         try:
-            rows.append(fn(record(fields)))
+            rows.append(convert(fields))
         except sunbird.Reject as e:
             rejects.append((fields, str(e)))
     return rows, rejects

@@ -96,12 +96,10 @@ marks AS ({_MARK_PG}),
 repairs AS (INSERT INTO cache_repair ({_SCOPE}, created_at) SELECT {_SCOPE}, $1 FROM scopes ON CONFLICT DO NOTHING)
 SELECT count(*) FILTER (WHERE ins), count(*) FILTER (WHERE NOT ins) FROM up
 """
-_sl_sets, _sl_changed = _merge_sql(False, lambda c: c, lambda c: f":{c}")
-_UPDATE_UCC_SQLITE = (f"UPDATE user_content_consumption SET {', '.join(_sl_sets)} WHERE user_id = :user_id AND "
-                      f"collection_id = :collection_id AND context_id = :context_id AND content_id = :content_id "
-                      f"AND ({_sl_changed})")
-_INSERT_UCC_SQLITE = (f"INSERT OR IGNORE INTO user_content_consumption ({_COLS}, attempts) "
-                      f"VALUES ({', '.join(':' + c for c in UCC_COLUMNS)}, 0)")
+_sl_sets, _sl_changed = _merge_sql(False, lambda c: c, lambda c: f"excluded.{c}")
+_UPSERT_UCC_SQLITE = (f"INSERT INTO user_content_consumption ({_COLS}, attempts) "
+                      f"VALUES ({', '.join('?' for _ in UCC_COLUMNS)}, 0) "
+                      f"ON CONFLICT ({_KEY}) DO UPDATE SET {', '.join(_sl_sets)} WHERE {_sl_changed}")
 _MARK_SQLITE = """
   INSERT INTO scope_dirty (user_id, collection_id, context_id, seq, marked_at, due_at, propagate)
   VALUES (?, ?, ?, 1, ?, ?, 1)
@@ -136,9 +134,13 @@ async def merge_consumption(conn: AsyncConnection, rows: Sequence[tuple], now_ms
         r = await raw.fetchrow(_MERGE_UCC_PG, now_ms, known is None, sorted(known or ()))
         return r[0], r[1]
     raw = await _driver(conn)
-    params = [dict(zip(UCC_COLUMNS, r)) for r in rows]
-    merged = (await raw.executemany(_UPDATE_UCC_SQLITE, params)).rowcount
-    inserted = (await raw.executemany(_INSERT_UCC_SQLITE, params)).rowcount
+    # One upsert per row, the tuples as they are; the new rows are those past the largest rowid
+    # before (one writer: this transaction).
+    top = (await (await raw.execute("SELECT coalesce(max(rowid), 0) FROM user_content_consumption")).fetchone())[0]
+    changed = (await raw.executemany(_UPSERT_UCC_SQLITE, rows)).rowcount
+    inserted = (await (await raw.execute("SELECT count(*) FROM user_content_consumption WHERE rowid > ?",
+                                         (top,))).fetchone())[0]
+    merged = changed - inserted
     scopes = {r[:3] for r in rows}
     await raw.executemany(_MARK_SQLITE, [(*s, now_ms, now_ms) for s in sorted(scopes)
                                          if known is None or s[1] in known])
