@@ -201,7 +201,7 @@ def open_sessions(k: Kolibri, prov: dict, learners: int, path: Path) -> None:
 def phase(r) -> dict:
     return {"rps": r.rps, "p50": r.lat_ms("p50"), "p99": r.lat_ms("p99"),
             "cpu_us": r.server_cpu_s / max(1, int(r.data["requests"])) * 1e6,
-            "bad": r.non2xx + r.timeouts, "wrk_cpu": r.wrk_cpu_s / r.wall_s,
+            "bad": r.non2xx + r.timeouts, "socket_errors": r.socket_errors, "wrk_cpu": r.wrk_cpu_s / r.wall_s,
             "server_cpu": r.server_cpu_s / r.wall_s, "machine_busy": r.machine_busy}
 
 
@@ -229,7 +229,7 @@ def ours(args, rnd: int, outdir: Path) -> dict[str, dict]:
 
         def ph(p):
             return {"rps": p["rps"], "p50": p["p50"], "p99": p["p99"], "cpu_us": p["cpu_us_per_req"],
-                    "bad": p["non2xx"] + p["timeouts"], "wrk_cpu": p["wrk_cpu"],
+                    "bad": p["non2xx"] + p["timeouts"], "socket_errors": p["socket_errors"], "wrk_cpu": p["wrk_cpu"],
                     "server_cpu": p["server_cpu"], "machine_busy": p["machine_busy"]}
 
         res[cfg["stack"]] = {"write": ph(s["writes"]), "read": ph(s["reads"]), "floor_rps": s["floor"]["rps"],
@@ -322,7 +322,7 @@ def main(argv=None) -> int:
                 row["rss_kb"] = max(row.get("rss_kb", 0), k.rss_kb())
                 log(f"round {rnd + 1}: kolibri {mode}: {r.rps:,.0f} req/s, p50 {r.lat_ms('p50'):.1f} ms, "
                     f"p99 {r.lat_ms('p99'):.1f} ms, server CPU {r.server_cpu_s / r.wall_s:.2f}, "
-                    f"non-2xx {r.non2xx}, timeouts {r.timeouts}")
+                    f"non-2xx {r.non2xx}, timeouts {r.timeouts}, socket errors {r.socket_errors}")
             theirs = ours(args, rnd, outdir) if args.ours else {}
             ref = theirs.get("postgres") or next(iter(theirs.values()), {})
             row["floor_rps"] = ref.get("floor_rps")
