@@ -22,6 +22,7 @@ from conftest import wait_until
 from servers import create_database, drop_database, free_port
 from test_api_assessments import assess
 from test_cli import BIN, _env, _wait_healthy
+from test_metrics import scrape, value
 from viewer_service.adapters.db.migrate import upgrade
 from viewer_service.adapters.db.tables import (archive_chunk, archived_consumption, assessment_aggregator,
                                                user_content_consumption)
@@ -196,6 +197,13 @@ async def test_archive_keeps_every_answer_then_restore_brings_the_details_back(c
     listed = (await c.get("/v1/summary/list/old")).json()["result"]["summary"]
     assert [(x["status"], x["progress"]) for x in listed] == [(2, 100)]
     assert "archived" not in (await view_read(c, "recent", "course-a", "a"))["a"]
+    # A warm read after the archive is the cache's alone: no database read, so no archived-rows probe.
+    before_reads = await scrape(c)
+    await view_read(c, "recent", "course-a", "a")
+    reads = await scrape(c)
+    assert [value(reads, "viewer_cache_reads_total", result=r) - value(before_reads, "viewer_cache_reads_total",
+                                                                          result=r)
+            for r in ("hit", "miss", "bypass")] == [1, 0, 0]
 
     # The learner comes back: a new view starts normally; nothing goes down.
     st, body = await post(c, "/v1/view/start", userId="old", collectionId="course-a", contentId="a", ts=SEPTEMBER)
