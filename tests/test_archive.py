@@ -22,6 +22,7 @@ from conftest import wait_until
 from servers import create_database, drop_database, free_port
 from test_api_assessments import assess
 from test_cli import BIN, _env, _wait_healthy
+from test_metrics import scrape, value
 from viewer_service.adapters.db.migrate import upgrade
 from viewer_service.adapters.db.tables import (archive_chunk, archived_consumption, assessment_aggregator,
                                                user_content_consumption)
@@ -129,6 +130,16 @@ async def count(url, table, user=None) -> int:
         await engine.dispose()
 
 
+async def kept_attempt_ids(url, user, content) -> list:
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return (await conn.execute(sa.select(archived_consumption.c.attempt_ids).where(
+                archived_consumption.c.user_id == user, archived_consumption.c.content_id == content))).scalar_one()
+    finally:
+        await engine.dispose()
+
+
 def file_users(root) -> set[str]:
     users = set()
     for path in glob.glob(f"{root}/**/*.parquet", recursive=True):
@@ -160,6 +171,7 @@ async def test_archive_keeps_every_answer_then_restore_brings_the_details_back(c
     assert await count(db_url, user_content_consumption, "old") == 0
     assert await count(db_url, assessment_aggregator, "old") == 0
     assert await count(db_url, archived_consumption, "old") == 3
+    assert await kept_attempt_ids(db_url, "old", "quiz") == ["att-1"]
     assert await count(db_url, user_content_consumption, "recent") == 3
     # Month partitions; the raw rows, details and questions included, are in the files.
     [cons] = glob.glob(f"{root}/consumption/month=2025-03/*.parquet")
@@ -185,6 +197,13 @@ async def test_archive_keeps_every_answer_then_restore_brings_the_details_back(c
     listed = (await c.get("/v1/summary/list/old")).json()["result"]["summary"]
     assert [(x["status"], x["progress"]) for x in listed] == [(2, 100)]
     assert "archived" not in (await view_read(c, "recent", "course-a", "a"))["a"]
+    # A warm read after the archive is the cache's alone: no database read, so no archived-rows probe.
+    before_reads = await scrape(c)
+    await view_read(c, "recent", "course-a", "a")
+    reads = await scrape(c)
+    assert [value(reads, "viewer_cache_reads_total", result=r) - value(before_reads, "viewer_cache_reads_total",
+                                                                          result=r)
+            for r in ("hit", "miss", "bypass")] == [1, 0, 0]
 
     # The learner comes back: a new view starts normally; nothing goes down.
     st, body = await post(c, "/v1/view/start", userId="old", collectionId="course-a", contentId="a", ts=SEPTEMBER)
@@ -195,6 +214,12 @@ async def test_archive_keeps_every_answer_then_restore_brings_the_details_back(c
     again = (await view_read(c, "old", "course-a", "a"))["a"]
     assert (again["status"], again["progress"], again["progressDetails"]) == (2, 100, {"page": 1})
     assert "archived" not in again and again["lastCompletedTime"] == before_view["a"]["lastCompletedTime"]
+    # The archived attempt submitted again is the same attempt (Sunbird's replace): counted once.
+    st, body = await post(c, "/v1/assessment/submit", userId="old", collectionId="course-a", contentId="quiz",
+                          assessments=[assess("q1", SEPTEMBER + 5, 3, 4, attempt="att-1")])
+    assert st == 200, body
+    got = await scores(c, "old", "course-a", "quiz")
+    assert (got["score"], got["attempts"]) == (3.0, 1)
     st, body = await post(c, "/v1/assessment/submit", userId="old", collectionId="course-a", contentId="quiz",
                           assessments=[assess("q1", SEPTEMBER + 10, 1, 4, attempt="att-2")])
     assert st == 200, body
@@ -411,3 +436,18 @@ async def test_a_learner_writing_during_the_archive_keeps_the_scope_hot_until_th
     out = cli(env, "archive", "restore", "--user", "w1")
     assert out.returncode == 0, out.stderr
     assert (await view_read(c, "w1", "course-k", "a"))["a"]["progressDetails"] == {"p": "again"}
+
+
+def test_archived_attempts_count_once_even_on_rows_archived_before_their_ids_were_kept():
+    from viewer_service.domain.assessments import StoredAttempt
+    from viewer_service.domain.views import ArchivedView, RowKey
+    from viewer_service.services.assessments import archived_attempt_count
+
+    key = RowKey("u", "c", "b", "quiz")
+    hot = {"a1": StoredAttempt("a1", 5, 1.0, 4.0), "a3": StoredAttempt("a3", 6, 1.0, 4.0)}
+    kept = ArchivedView(key, status=2, progress=100, attempts=2, best_attempt_id="a1", best_score=3.0,
+                        attempt_ids=("a1", "a2"))
+    assert archived_attempt_count(hot, kept) == 3  # a1 (again), a2 (archived), a3 (new)
+    legacy = ArchivedView(key, status=2, progress=100, attempts=2, best_attempt_id="a1", best_score=3.0)
+    assert archived_attempt_count(hot, legacy) == 3  # a1 known by the best; the other archived one apart
+    assert archived_attempt_count({}, legacy) == 2

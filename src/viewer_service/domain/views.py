@@ -55,7 +55,10 @@ class ContentView:
 @dataclass(frozen=True, slots=True)
 class ArchivedView(ContentView):
     """A row whose raw data is in the archive files (docs/archive.md): everything but
-    progress_details, which reads report as archived rather than empty."""
+    progress_details, which reads report as archived rather than empty. attempt_ids: the archived
+    attempts' ids (empty when archived before they were kept: then only best_attempt_id is known)."""
+
+    attempt_ids: tuple = ()
 
     def live(self) -> ContentView:
         """The row a new write starts from: the kept values, no details."""

@@ -136,18 +136,23 @@ class Archiver:
             good = {s for s, items in by_scope.items() if all(hot.get(_key(r)) == r["version"] for r in items)}
             moved = [r for r in rows if Scope(r["user_id"], r["collection_id"], r["context_id"]) in good]
             moved_attempts = [a for a in attempts if Scope(a["user_id"], a["collection_id"], a["context_id"]) in good]
-            with_attempts = {_key(a) for a in moved_attempts}
+            with_attempts: dict[tuple, set[str]] = defaultdict(set)
+            for a in moved_attempts:
+                with_attempts[_key(a)].add(a["attempt_id"])
             before = await repo.archived_in(conn, sorted(good, key=_skey))
             kept = []
             for r in moved:
                 old = before.get(_key(r))
                 chunks = list(old.attempt_chunks) if old is not None else []
+                ids = set(old.attempt_ids) if old is not None else set()
                 if _key(r) in with_attempts:
                     chunks.append(chunk_id)
+                    ids.update(with_attempts[_key(r)])
                 carried = r["carried_from"]  # JSON text, as the files hold it
                 kept.append({**{k: r[k] for k in KEY}, **{k: r[k] for k in repo.ARC_DATA},
                              "carried_from": None if carried is None else orjson.loads(carried),
-                             "chunk_id": chunk_id, "attempt_chunks": chunks, "archived_at": now})
+                             "chunk_id": chunk_id, "attempt_chunks": chunks, "attempt_ids": sorted(ids),
+                             "archived_at": now})
             await repo.delete_hot(conn, moved, moved_attempts)
             await repo.replace_archived(conn, kept, [_key(r) for r in moved if _key(r) in before])
             if self.forget is None:

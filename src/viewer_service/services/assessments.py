@@ -23,7 +23,7 @@ from ..domain.assessments import (ContentNotInCollection, InvalidEvent, ScoredAt
 from ..domain.errors import DomainError
 from ..domain.events import cert_reissue_event
 from ..domain.scope import Scope
-from ..domain.views import ContentView, RowKey, Start, apply, next_version
+from ..domain.views import ArchivedView, ContentView, RowKey, Start, apply, next_version
 from .catalog import Catalog
 from .views import MIN_TS, ViewService, _retryable, _translate
 
@@ -203,8 +203,15 @@ def _decide(stored: dict[str, StoredAttempt], incoming: Sequence[ScoredAttempt])
     return list(fresh.values()), list(replaced.values())
 
 
+def archived_attempt_count(stored: dict[str, StoredAttempt], archived: ArchivedView) -> int:
+    """Hot and archived attempts of one content, each attempt once: an archived attempt submitted
+    again is hot too. Ids the kept row does not name (archived before they were kept) count apart."""
+    ids = set(archived.attempt_ids) or ({archived.best_attempt_id} if archived.best_attempt_id else set())
+    return len(stored.keys() | ids) + max(archived.attempts - len(ids), 0)
+
+
 def _with_best(old: ContentView | None, key: RowKey, stored: dict[str, StoredAttempt],
-               written: list[ScoredAttempt], now: int, archived: ContentView | None = None) -> ContentView:
+               written: list[ScoredAttempt], now: int, archived: ArchivedView | None = None) -> ContentView:
     """The consumption row after the attempts: created as a started view when missing."""
     ts = max(a.assessment_ts for a in written)
     if old is None:
@@ -215,7 +222,7 @@ def _with_best(old: ContentView | None, key: RowKey, stored: dict[str, StoredAtt
                        version=next_version(old.version, now * 1000))
     candidates, count = list(stored.values()), len(stored)
     if archived is not None and archived.attempts:
-        count += archived.attempts
+        count = archived_attempt_count(stored, archived)
         if archived.best_score is not None and archived.best_attempt_id not in stored:
             candidates.append(StoredAttempt(archived.best_attempt_id or "", archived.last_access_time or 0,
                                             archived.best_score, archived.best_max_score or 0.0))

@@ -17,7 +17,7 @@ from .views import _insert
 
 KEY = ("user_id", "collection_id", "context_id", "content_id")
 ARC_DATA = [c.name for c in arc.columns if c.name not in KEY and c.name not in ("chunk_id", "attempt_chunks",
-                                                                                  "archived_at")]
+                                                                                  "attempt_ids", "archived_at")]
 PAGE = 500  # scopes per IN list: well under both databases' parameter limits
 
 

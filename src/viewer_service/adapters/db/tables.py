@@ -250,6 +250,9 @@ archived_consumption = sa.Table(
     sa.Column("carried_from", Json),
     sa.Column("chunk_id", sa.String(64), nullable=False),  # the chunk whose file holds the row (at `version`)
     sa.Column("attempt_chunks", Json, nullable=False),  # the chunks whose files hold its attempts
+    # The ids of those attempts (0011): a resubmitted archived attempt is the same attempt, not one
+    # more. [] on rows archived before 0011 (then only best_attempt_id is known).
+    sa.Column("attempt_ids", Json, nullable=False, server_default="[]"),
     sa.Column("archived_at", sa.BigInteger, nullable=False),
 )
 

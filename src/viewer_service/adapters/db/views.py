@@ -57,11 +57,12 @@ async def load_scope(conn: AsyncConnection, scope: Scope) -> list[ContentView]:
 
 _ARC_DATA = [n for n in DATA_COLS if n != "progress_details"]
 _ARC = sa.select(arc.c.user_id, arc.c.collection_id, arc.c.context_id, arc.c.content_id,
-                 *(arc.c[n] for n in _ARC_DATA))
+                 *(arc.c[n] for n in _ARC_DATA), arc.c.attempt_ids)
 
 
 def to_archived(r) -> ArchivedView:
-    return ArchivedView(RowKey(r[0], r[1], r[2], r[3]), **dict(zip(_ARC_DATA, r[4:])))
+    return ArchivedView(RowKey(r[0], r[1], r[2], r[3]), **dict(zip(_ARC_DATA, r[4:-1])),
+                        attempt_ids=tuple(r[-1] or ()))
 
 
 def with_archived(rows: list[ContentView], archived: list[ArchivedView]) -> list[ContentView]:
