@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
 
-from ..domain.errors import DomainError
+from ..errors import DomainError, MissingField
 from ..domain.scope import resolve_scope
 from ..domain.views import RowKey
 from ..services.assessments import AttemptInput
@@ -19,10 +19,6 @@ from .views import _msgid, read_entries, read_result
 
 router = APIRouter(prefix="/v1/assessment", tags=["assessments"])
 _attempt = TypeAdapter(AttemptBody)
-
-
-class MissingField(DomainError):
-    code = "MISSING_FIELD"
 
 
 def _attempt_objects(b: SubmitBody) -> list[AttemptBody] | None:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from ..domain.errors import DomainError
+from ..errors import ContextNotFound, DomainError
 from ..domain.scope import Scope
-from ..services.enrolments import ContextNotFound
 from .body import documented, parse, path_id
 from .envelope import envelope
 from .errors import msgid

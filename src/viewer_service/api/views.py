@@ -6,7 +6,7 @@ import asyncio
 
 from fastapi import APIRouter, Request
 
-from ..domain.errors import DomainError
+from ..errors import DomainError
 from ..domain.scope import Scope, resolve_scope
 from ..domain.views import End, RowKey, Start, Update
 from .body import documented, parse

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 
@@ -10,51 +9,28 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..adapters.db import enrolments as repo
 from ..adapters.db.progress import load_enrolment, lock_scope
+from ..adapters.db.transaction import Transactions
 from ..adapters.db.views import add_repairs, mark_dirty
 from ..clock import now_ms
 from ..domain.carry import rule_for
-from ..domain.errors import DomainError
 from ..domain.scope import Scope
 from ..domain.views import COMPLETED
+from ..errors import ContextNotFound, DomainError, EnrolmentNotFound
 from .carry import Carry, Outcome
-from .views import ViewService, _retryable, _translate
+from .views import ViewService
 
 log = logging.getLogger(__name__)
-
-
-class NotFound(DomainError):
-    status = 404
-    code = "NOT_FOUND"
-
-
-class ContextNotFound(NotFound):
-    code = "CONTEXT_NOT_FOUND"
-
-
-class EnrolmentNotFound(NotFound):
-    code = "ENROLMENT_NOT_FOUND"
 
 
 class EnrolmentService:
     def __init__(self, engine: AsyncEngine, views: ViewService | None = None, carry: Carry | None = None,
                  catalog=None, clock: Callable[[], int] = now_ms):
         self.engine = engine
+        self.tx = Transactions(engine)  # a lost race with a view write runs again
         self.views = views
         self.carry = carry
         self.catalog = catalog
         self.clock = clock
-
-    async def _tx(self, fn):
-        for attempt in range(10):
-            try:
-                async with self.engine.begin() as conn:
-                    return await fn(conn)
-            except Exception as e:
-                if attempt < 9 and _retryable(e):  # a lost race with a view write: run it again
-                    await asyncio.sleep(0.001 * (attempt + 1))
-                    continue
-                raise _translate(e) from e
-        raise AssertionError("unreachable")
 
     async def put_context(self, context_id: str, body: dict) -> dict:
         if body.get("startDate") is not None and body.get("endDate") is not None \
@@ -65,11 +41,11 @@ class EnrolmentService:
             "start_date": body.get("startDate"), "end_date": body.get("endDate"), "document": body,
             "updated_at": self.clock(),
         }
-        await self._tx(lambda conn: repo.upsert_context(conn, values))
+        await self.tx.write(lambda conn: repo.upsert_context(conn, values))
         return values
 
     async def get_context(self, context_id: str):
-        return await self._tx(lambda conn: repo.load_context(conn, context_id))
+        return await self.tx.write(lambda conn: repo.load_context(conn, context_id))
 
     async def enrol(self, s: Scope, enrolled_date: int | None) -> tuple[object, bool, Outcome]:
         """Enrol (idempotent: an active enrolment is left as it is; an inactive one is made
@@ -99,7 +75,7 @@ class EnrolmentService:
                 await mark_dirty(conn, [s], now)
             return await load_enrolment(conn, s), changed, carried
 
-        row, changed, carried = await self._tx(run)
+        row, changed, carried = await self.tx.write(run)
         if self.views is not None:
             await self.views.publish(carried.rows)  # read-after-write: reads show the carried rows
             await self.views.forget(carried.emptied)
@@ -146,7 +122,7 @@ class EnrolmentService:
             await repo.set_active(conn, s, False, now)
             return await load_enrolment(conn, s)
 
-        return await self._tx(run)
+        return await self.tx.write(run)
 
     async def record_certificate(self, s: Scope, cert: dict):
         """Add an issued certificate to an enrolment, replacing one with the same id."""
@@ -160,4 +136,4 @@ class EnrolmentService:
             await repo.set_certificates(conn, s, certs, now)
             return await load_enrolment(conn, s)
 
-        return await self._tx(run)
+        return await self.tx.write(run)

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..adapters.db import imports as repo
 from ..adapters.db.tables import assessment_aggregator as aa
+from ..adapters.db.transaction import Transactions
 from ..adapters.db.views import add_repairs, insert_rows, lock_rows, mark_dirty, update_rows
 from ..clock import now_ms
 from ..domain import cqlsh, sunbird_export as sunbird
@@ -72,6 +73,7 @@ class Importer:
                  batch_rows: int = 20_000, rejects_dir: Path | None = None, restart: bool = False,
                  jobs: int = 0, progress=None, clock: Callable[[], int] = now_ms):
         self.engine = engine
+        self._tx = Transactions(engine, attempts=5, backoff=0.05)
         self.dir = Path(directory)
         self.mode = mode
         self.remote_catalog = remote_catalog  # the worker can fetch any collection: mark every scope
@@ -196,32 +198,27 @@ class Importer:
 
     async def _write(self, table: str, batch: Batch, known, checkpoint: dict, totals: dict) -> tuple[int, int]:
         now = self.clock()
-        for attempt in range(5):
-            try:
-                async with self.engine.begin() as conn:
-                    if table == "user_content_consumption":
-                        await repo.prepare(conn)
-                        ins, mer = await repo.merge_consumption(conn, _dedupe(batch.rows, 4, sunbird.merge_consumption),
-                                                                now, known)
-                    elif table == "user_enrolments":
-                        ins, mer = await self._enrolments(conn, batch.rows, now, known)
-                    elif table == "assessment_aggregator":
-                        ins, mer = await self._assessments(conn, batch.rows, now, known)
-                    else:
-                        ins, mer, batch.skipped = await self._activity_aggs(conn, batch.rows, now)
-                    done = {"imported": totals["imported"] + ins, "merged": totals["merged"] + mer,
-                            "rejected": totals["rejected"] + len(batch.rejects)}
-                    await repo.save_checkpoint(conn, {**checkpoint, **done, "updated_at": now})
-                totals.update(done)
-                return ins, mer
-            except Exception as e:  # noqa: BLE001 - a lost race with a live write: the batch again
-                from .views import _retryable
 
-                if attempt < 4 and _retryable(e):
-                    await asyncio.sleep(0.05 * (attempt + 1))
-                    continue
-                raise
-        raise AssertionError("unreachable")
+        async def write(conn):
+            if table == "user_content_consumption":
+                await repo.prepare(conn)
+                ins, mer = await repo.merge_consumption(conn, _dedupe(batch.rows, 4, sunbird.merge_consumption),
+                                                        now, known)
+            elif table == "user_enrolments":
+                ins, mer = await self._enrolments(conn, batch.rows, now, known)
+            elif table == "assessment_aggregator":
+                ins, mer = await self._assessments(conn, batch.rows, now, known)
+            else:
+                ins, mer, batch.skipped = await self._activity_aggs(conn, batch.rows, now)
+            done = {"imported": totals["imported"] + ins, "merged": totals["merged"] + mer,
+                    "rejected": totals["rejected"] + len(batch.rejects)}
+            await repo.save_checkpoint(conn, {**checkpoint, **done, "updated_at": now})
+            return ins, mer, done
+
+        # A lost race with a live write: the batch again.
+        ins, mer, done = await self._tx.write(write, translated=False)
+        totals.update(done)
+        return ins, mer
 
     async def _enrolments(self, conn, rows, now, known) -> tuple[int, int]:
         enrolments = [e for e, _ in rows]

@@ -12,13 +12,13 @@ from dataclasses import replace
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..adapters.db import enrolments as enrol_repo, progress as repo
-from ..adapters.db.engine import reader
+from ..adapters.db.transaction import Transactions
 from ..domain.carry import not_before
 from ..domain.progress import compute, merge_stored
 from ..domain.scope import Scope, storage_scope
 from ..domain.views import ContentView, RowKey
 from .catalog import Catalog
-from .views import ViewService, _translate
+from .views import ViewService
 
 
 def _score_carried(e: dict) -> bool:
@@ -37,21 +37,18 @@ def _collection_meta(c) -> dict:
 
 class SummaryService:
     def __init__(self, engine: AsyncEngine, views: ViewService, catalog: Catalog, mode: str = "strict"):
-        self.reader = reader(engine)
+        self.tx = Transactions(engine)
         self.views = views
         self.catalog = catalog
         self.mode = mode
 
     async def _rows(self, user_id: str, s: Scope | None):
-        try:
-            async with self.reader.connect() as conn:
-                enrolments = {Scope(r.user_id, r.collection_id, r.context_id): r
-                              for r in await enrol_repo.list_enrolments(conn, user_id, s)}
-                aggs = await repo.load_aggs(conn, user_id, s)
-                consumed = await repo.consumed_scopes(conn, user_id, s)
-        except Exception as e:
-            raise _translate(e) from e
-        return enrolments, aggs, consumed
+        async def read(conn):
+            enrolments = {Scope(r.user_id, r.collection_id, r.context_id): r
+                          for r in await enrol_repo.list_enrolments(conn, user_id, s)}
+            return enrolments, await repo.load_aggs(conn, user_id, s), await repo.consumed_scopes(conn, user_id, s)
+
+        return await self.tx.read(read)
 
     async def iter_summaries(self, user_id: str, s: Scope | None = None) -> AsyncIterator[dict]:
         """Summaries of a learner (all, or of one scope), newest enrolment first."""

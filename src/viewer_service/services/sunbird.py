@@ -14,19 +14,20 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ..adapters.db.engine import reader
+from ..adapters.db.transaction import Transactions
 from ..adapters.db.progress import load_enrolment
 from ..adapters.db.tables import context as context_table
 from ..adapters.db.views import mark_dirty
 from ..clock import now_ms
 from ..domain.scope import Scope, resolve_scope
-from ..domain.sunbird import (SunbirdError, batch_problem, completed_count, format_date, format_day as _day,
-                              last_read, list_order, list_status)
+from ..domain.sunbird import (batch_problem, completed_count, format_date, format_day as _day, last_read, list_order,
+                              list_status)
+from ..errors import SunbirdError
 from ..domain.views import COMPLETED, RowKey, StateUpdate
 from .assessments import AssessmentService, AttemptInput
 from .catalog import Catalog
 from .summaries import SummaryService
-from .views import ViewService, _translate
+from .views import ViewService
 
 SCORE_ATTEMPTS_LIMIT = 25  # lms-service's assessment.attempts.limit
 # Known batches are kept this long: every state update checks its batches, and a database read
@@ -67,7 +68,7 @@ class SunbirdService:
     def __init__(self, engine: AsyncEngine, views: ViewService, assessments: AssessmentService,
                  summaries: SummaryService, catalog: Catalog, mode: str, clock: Callable[[], int] = now_ms):
         self.engine = engine
-        self.reader = reader(engine)
+        self.tx = Transactions(engine)
         self.views = views
         self.assessments = assessments
         self.summaries = summaries
@@ -89,13 +90,12 @@ class SunbirdService:
         missing = ids - found.keys()
         if not missing:
             return found
-        try:
-            async with self.reader.connect() as conn:
-                rows = await conn.execute(sa.select(context_table)
-                                          .where(context_table.c.context_id.in_(sorted(missing))))
-                loaded = {r.context_id: r for r in rows}
-        except Exception as e:
-            raise _translate(e) from e
+
+        async def read(conn):
+            rows = await conn.execute(sa.select(context_table).where(context_table.c.context_id.in_(sorted(missing))))
+            return {r.context_id: r for r in rows}
+
+        loaded = await self.tx.read(read)
         if len(self._known) + len(loaded) > CONTEXT_CACHE_MAX:
             self._known.clear()
         self._known.update({i: (now + CONTEXT_TTL_SECONDS, r) for i, r in loaded.items()})
@@ -145,13 +145,14 @@ class SunbirdService:
         """lms-service's enrolment sync: recompute the enrolment's progress from its contents."""
         s = Scope(user, course, batch)
         now = self.clock()
-        try:
-            async with self.engine.begin() as conn:
-                row = await load_enrolment(conn, s)
-                if row is not None:
-                    await mark_dirty(conn, [s], now)
-        except Exception as e:
-            raise _translate(e) from e
+
+        async def mark(conn):
+            row = await load_enrolment(conn, s)
+            if row is not None:
+                await mark_dirty(conn, [s], now)
+            return row
+
+        row = await self.tx.write(mark)
         if row is None:
             raise SunbirdError("INVALID_REQUESTED_DATA",
                                f"No Enrolment found for userId: {user}, batchId: {batch}, courseId: {course}",

@@ -11,7 +11,8 @@ from ...domain.assessments import ScoredAttempt, StoredAttempt
 from ...domain.scope import Scope
 from ...domain.views import RowKey
 from .tables import assessment_aggregator as aa
-from .views import ConcurrentInsert, _insert
+from .transaction import ConcurrentInsert
+from .views import _insert
 
 
 def _content_where(k: RowKey):

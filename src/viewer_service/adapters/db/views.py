@@ -13,16 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ...domain.scope import Scope
 from ...domain.views import ArchivedView, ContentView, RowKey
 from .notify import notify
+from .transaction import ConcurrentInsert
 from .tables import archived_consumption as arc, cache_repair, scope_dirty, user_content_consumption as ucc
 
 KEY_COLS = (ucc.c.user_id, ucc.c.collection_id, ucc.c.context_id, ucc.c.content_id)
 DATA_COLS = [c.name for c in ucc.columns if c.name not in {k.name for k in KEY_COLS}]
 assert [c.name for c in ucc.columns][:4] == [k.name for k in KEY_COLS]
 assert DATA_COLS == [f for f in ContentView.__dataclass_fields__ if f != "key"], "to_row relies on this order"
-
-
-class ConcurrentInsert(Exception):
-    """Another transaction created a row this batch believed absent; retry the batch."""
 
 
 def _insert(conn: AsyncConnection, table: sa.Table):
