@@ -11,8 +11,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ..adapters.db import assessments as repo, outbox, views as views_repo
-from ..adapters.db.progress import load_enrolment
+from ..adapters.db import assessments as repo, dirty, outbox, views as views_repo
+from ..adapters.db.enrolments import load_enrolment
 from ..adapters.db.transaction import Transactions
 from ..batching import Batcher
 from ..clock import now_ms
@@ -157,7 +157,7 @@ class AssessmentService:
         await views_repo.update_rows(conn, updated)
         touched = [*created, *updated]
         # Same transaction: the worker recomputes the scope's aggregates with the new scores.
-        await views_repo.mark_dirty(conn, {v.key.scope for v in touched}, now)
+        await dirty.mark(conn, {v.key.scope for v in touched}, now)
         for user in {e.payload["edata"]["userIds"][0] for e in events}:
             await outbox.enqueue(conn, user, [e for e in events if e.payload["edata"]["userIds"][0] == user], now)
         return touched

@@ -17,7 +17,7 @@ import orjson
 from pydantic_core import from_json
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ..adapters.db import collections as repo, progress as progress_repo
+from ..adapters.db import collections as repo, dirty
 from ..adapters.db.transaction import Transactions
 from ..clock import now_ms
 from ..domain.collections import Collection, from_hierarchy
@@ -70,7 +70,7 @@ class Catalog:
             await repo.upsert(conn, c, now)
             if old != await repo.structure(conn, collection_id):
                 # Scopes waiting for it, or computed against the old structure, are due now.
-                await progress_repo.requeue_collection(conn, collection_id, now)
+                await dirty.requeue_collection(conn, collection_id, now)
 
         await self.tx.write(upsert)
         c = replace(c, updated_at=now)
@@ -130,7 +130,7 @@ class Catalog:
         async def insert(conn):
             if not await repo.insert_absent(conn, c, now):
                 return await repo.load(conn, collection_id)  # a PUT got there first
-            await progress_repo.requeue_collection(conn, collection_id, now)
+            await dirty.requeue_collection(conn, collection_id, now)
             return replace(c, updated_at=now)
 
         return await self.tx.write(insert)

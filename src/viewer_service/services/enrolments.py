@@ -7,10 +7,9 @@ from collections.abc import Callable
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ..adapters.db import enrolments as repo
-from ..adapters.db.progress import load_enrolment, lock_scope
+from ..adapters.db import dirty, enrolments as repo, repairs
+from ..adapters.db.locks import lock_scope
 from ..adapters.db.transaction import Transactions
-from ..adapters.db.views import add_repairs, mark_dirty
 from ..clock import now_ms
 from ..domain.carry import rule_for
 from ..domain.scope import Scope
@@ -60,7 +59,7 @@ class EnrolmentService:
             await lock_scope(conn, s)
             await self._check_context(conn, s)
             created = await repo.insert_enrolment(conn, s, enrolled_date or now, now)
-            row = await load_enrolment(conn, s, for_update=True)
+            row = await repo.load_enrolment(conn, s, for_update=True)
             changed = created or not row.active
             carried = Outcome()
             if not row.active:
@@ -69,11 +68,11 @@ class EnrolmentService:
                 if self.carry is not None:
                     carried = await self.carry.on_enrol(conn, s, collection)
                     # Until the cache has dropped the emptied scopes, no process may trust it for them.
-                    await add_repairs(conn, carried.emptied, now)
+                    await repairs.add(conn, carried.emptied, now)
                 # The worker fills the enrolment's progress (and completes it if the learner
                 # already finished the collection in this scope).
-                await mark_dirty(conn, [s], now)
-            return await load_enrolment(conn, s), changed, carried
+                await dirty.mark(conn, [s], now)
+            return await repo.load_enrolment(conn, s), changed, carried
 
         row, changed, carried = await self.tx.write(run)
         if self.views is not None:
@@ -114,13 +113,13 @@ class EnrolmentService:
         now = self.clock()
 
         async def run(conn):
-            row = await load_enrolment(conn, s, for_update=True)
+            row = await repo.load_enrolment(conn, s, for_update=True)
             if row is None:
                 raise EnrolmentNotFound("there is no such enrolment", "request")
             if row.active and row.status == COMPLETED:
                 raise DomainError("a completed enrolment cannot be left", "request")
             await repo.set_active(conn, s, False, now)
-            return await load_enrolment(conn, s)
+            return await repo.load_enrolment(conn, s)
 
         return await self.tx.write(run)
 
@@ -129,11 +128,11 @@ class EnrolmentService:
         now = self.clock()
 
         async def run(conn):
-            row = await load_enrolment(conn, s, for_update=True)
+            row = await repo.load_enrolment(conn, s, for_update=True)
             if row is None:
                 raise EnrolmentNotFound("there is no such enrolment", "request")
             certs = [c for c in row.issued_certificates if c.get("id") != cert["id"]] + [cert]
             await repo.set_certificates(conn, s, certs, now)
-            return await load_enrolment(conn, s)
+            return await repo.load_enrolment(conn, s)
 
         return await self.tx.write(run)

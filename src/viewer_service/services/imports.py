@@ -21,10 +21,10 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ..adapters.db import imports as repo
+from ..adapters.db import dirty, imports as repo, repairs
 from ..adapters.db.tables import assessment_aggregator as aa
 from ..adapters.db.transaction import Transactions
-from ..adapters.db.views import add_repairs, insert_rows, lock_rows, mark_dirty, update_rows
+from ..adapters.db.views import insert_rows, lock_rows, update_rows
 from ..clock import now_ms
 from ..domain import cqlsh, sunbird_export as sunbird
 from ..domain.assessments import StoredAttempt, best_attempt
@@ -277,8 +277,8 @@ class Importer:
         await insert_rows(conn, fresh)
         await update_rows(conn, updated)
         scopes = {k.scope for k in touched}
-        await mark_dirty(conn, [s for s in scopes if known is None or s.collection_id in known], now)
-        await add_repairs(conn, scopes, now)
+        await dirty.mark(conn, [s for s in scopes if known is None or s.collection_id in known], now)
+        await repairs.add(conn, scopes, now)
 
     async def _activity_aggs(self, conn, rows, now) -> tuple[int, int, int]:
         """Sunbird's figures (score:<content>, completedCount ...) added to the collection aggregate

@@ -11,7 +11,7 @@ from dataclasses import replace
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ..adapters.db import enrolments as enrol_repo, progress as repo
+from ..adapters.db import enrolments as enrol_repo, progress as repo, views as views_repo
 from ..adapters.db.transaction import Transactions
 from ..domain.carry import not_before
 from ..domain.progress import compute, merge_stored
@@ -46,7 +46,7 @@ class SummaryService:
         async def read(conn):
             enrolments = {Scope(r.user_id, r.collection_id, r.context_id): r
                           for r in await enrol_repo.list_enrolments(conn, user_id, s)}
-            return enrolments, await repo.load_aggs(conn, user_id, s), await repo.consumed_scopes(conn, user_id, s)
+            return enrolments, await repo.load_aggs(conn, user_id, s), await views_repo.consumed_scopes(conn, user_id, s)
 
         return await self.tx.read(read)
 

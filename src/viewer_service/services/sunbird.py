@@ -11,19 +11,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ..adapters.db import dirty, enrolments as enrol_repo
 from ..adapters.db.transaction import Transactions
-from ..adapters.db.progress import load_enrolment
-from ..adapters.db.tables import context as context_table
-from ..adapters.db.views import mark_dirty
 from ..clock import now_ms
 from ..domain.scope import Scope, resolve_scope
 from ..domain.sunbird import (batch_problem, completed_count, format_date, format_day as _day, last_read, list_order,
                               list_status)
-from ..errors import SunbirdError
 from ..domain.views import COMPLETED, RowKey, StateUpdate
+from ..errors import SunbirdError
 from .assessments import AssessmentService, AttemptInput
 from .catalog import Catalog
 from .summaries import SummaryService
@@ -90,12 +87,7 @@ class SunbirdService:
         missing = ids - found.keys()
         if not missing:
             return found
-
-        async def read(conn):
-            rows = await conn.execute(sa.select(context_table).where(context_table.c.context_id.in_(sorted(missing))))
-            return {r.context_id: r for r in rows}
-
-        loaded = await self.tx.read(read)
+        loaded = await self.tx.read(lambda conn: enrol_repo.load_contexts(conn, missing))
         if len(self._known) + len(loaded) > CONTEXT_CACHE_MAX:
             self._known.clear()
         self._known.update({i: (now + CONTEXT_TTL_SECONDS, r) for i, r in loaded.items()})
@@ -147,9 +139,9 @@ class SunbirdService:
         now = self.clock()
 
         async def mark(conn):
-            row = await load_enrolment(conn, s)
+            row = await enrol_repo.load_enrolment(conn, s)
             if row is not None:
-                await mark_dirty(conn, [s], now)
+                await dirty.mark(conn, [s], now)
             return row
 
         row = await self.tx.write(mark)

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .. import metrics
 from ..adapters.cache.base import ScopeCache
-from ..adapters.db import views as repo
+from ..adapters.db import dirty, repairs, views as repo
 from ..adapters.db.engine import is_unavailable
 from ..adapters.db.transaction import Transactions, translate
 from ..batching import Batcher
@@ -149,7 +149,7 @@ class ViewService:
         carried = await self.carry.on_completed(conn, completed) if completed and self.carry else []
         touched.update((v.key, v) for v in carried)  # the cache gets them in the write's round trip
         # Same transaction as the status change: no acknowledged end goes unaggregated.
-        await repo.mark_dirty(conn, ended + [v.key.scope for v in carried], now)
+        await dirty.mark(conn, ended + [v.key.scope for v in carried], now)
         return results, touched
 
     async def publish(self, rows: list[ContentView]) -> None:
@@ -166,7 +166,7 @@ class ViewService:
         if await self.cache.invalidate(scopes):
             try:
                 async with self.engine.begin() as conn:
-                    await repo.remove_repairs(conn, scopes)
+                    await repairs.remove(conn, scopes)
             except Exception as e:  # noqa: BLE001 - the repair loop removes them later
                 log.warning("could not clear cache repairs: %r", e)
         else:
@@ -195,7 +195,7 @@ class ViewService:
         self._recording += 1
         try:
             async with self.engine.begin() as conn:
-                await repo.add_repairs(conn, scopes, self.clock())
+                await repairs.add(conn, scopes, self.clock())
         except Exception as e:  # noqa: BLE001 - the write is committed; keep serving
             log.error("could not record cache repair for %d scopes: %r", len(scopes), e)
             self._pending_repairs |= scopes
@@ -207,7 +207,7 @@ class ViewService:
         quiet = (self._cache_failures, self._recording == 0)
         try:
             async with self.reader.connect() as conn:
-                scopes = set(await repo.list_repairs(conn))
+                scopes = set(await repairs.pending(conn))
         except Exception as e:  # noqa: BLE001
             log.warning("cannot read cache repairs: %r", e)
             return False
@@ -226,7 +226,7 @@ class ViewService:
             return False
         self._pending_repairs -= scopes
         async with self.engine.begin() as conn:
-            await repo.remove_repairs(conn, scopes)
+            await repairs.remove(conn, scopes)
         return False  # look again next round before trusting the cache
 
     async def _repair_loop(self) -> None:

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ...domain.sunbird_export import AGG_COLUMNS, ENROL_COLUMNS, UCC_COLUMNS
 from .tables import (collection, context as ctx, enrolment as en, import_checkpoint as cp,
                      user_activity_agg as agg)
-from .views import _insert
+from .sql import insert
 
 # -- checkpoints ------------------------------------------------------------------
 
@@ -27,7 +27,7 @@ async def load_checkpoint(conn: AsyncConnection, source: str):
 
 
 async def save_checkpoint(conn: AsyncConnection, values: dict) -> None:
-    stmt = _insert(conn, cp).values(values)
+    stmt = insert(conn, cp).values(values)
     await conn.execute(stmt.on_conflict_do_update(index_elements=[cp.c.source],
                                                   set_={k: stmt.excluded[k] for k in values if k != "source"}))
 
@@ -187,7 +187,7 @@ async def upsert(conn: AsyncConnection, table: sa.Table, columns: Sequence[str],
         sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c not in key_cols)
         await _copy_insert(conn, table, columns, rows, f"({', '.join(key_cols)}) DO UPDATE SET {sets}")
         return
-    stmt = _insert(conn, table)
+    stmt = insert(conn, table)
     stmt = stmt.on_conflict_do_update(index_elements=[table.c[k] for k in key_cols],
                                       set_={c: stmt.excluded[c] for c in columns if c not in key_cols})
     await conn.execute(stmt, [dict(zip(columns, r)) for r in rows])
@@ -200,7 +200,7 @@ async def insert_new(conn: AsyncConnection, table: sa.Table, columns: Sequence[s
     if conn.dialect.name == "postgresql":
         await _copy_insert(conn, table, columns, rows, "DO NOTHING")
         return
-    await conn.execute(_insert(conn, table).on_conflict_do_nothing(), [dict(zip(columns, r)) for r in rows])
+    await conn.execute(insert(conn, table).on_conflict_do_nothing(), [dict(zip(columns, r)) for r in rows])
 
 
 async def _copy_insert(conn: AsyncConnection, table: sa.Table, columns: Sequence[str], rows: Sequence[tuple],
@@ -287,7 +287,7 @@ async def ensure_contexts(conn: AsyncConnection, offers: dict[str, set[str]], no
                         "end_date": r.end_date, "document": {**r.document, "collectionIds": ids},
                         "updated_at": now_ms})
     if out:
-        stmt = _insert(conn, ctx)
+        stmt = insert(conn, ctx)
         await conn.execute(stmt.on_conflict_do_update(
             index_elements=[ctx.c.context_id],
             set_={c: stmt.excluded[c] for c in ("type", "collection_ids", "start_date", "end_date", "document",
@@ -297,6 +297,6 @@ async def ensure_contexts(conn: AsyncConnection, offers: dict[str, set[str]], no
 
 async def mark_scopes(conn: AsyncConnection, scopes: Iterable[tuple], now_ms: int, known: set[str] | None) -> None:
     from ...domain.scope import Scope
-    from .views import mark_dirty
+    from . import dirty
 
-    await mark_dirty(conn, [Scope(*s) for s in scopes if known is None or s[1] in known], now_ms)
+    await dirty.mark(conn, [Scope(*s) for s in scopes if known is None or s[1] in known], now_ms)
