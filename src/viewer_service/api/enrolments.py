@@ -47,9 +47,9 @@ async def put_context(request: Request, contextId: str):
     app.require_privileged(request, "only an admin or service role may write contexts")
     cid = path_id(contextId, "contextId")
     body = await parse(request, ContextRequest)
-    if body.request.carryForward is not None and app.settings.context_mode != "strict":
+    if body.request.carryForward is not None and app.settings.context_mode.shared_by_contexts:
         raise DomainError("carry-forward works on top of the strict context mode; this instance runs in "
-                          f"{app.settings.context_mode!r} mode", "request.carryForward")
+                          f"'{app.settings.context_mode}' mode", "request.carryForward")
     doc = body.request.model_dump(mode="json", exclude_none=True)
     await app.enrolments.put_context(cid, doc)
     if app.sunbird is not None:

@@ -12,7 +12,7 @@ import orjson
 
 from . import cqlsh
 from .assessments import grand_total
-from .scope import resolve_scope
+from .scope import ContextMode
 
 TABLES = ("user_content_consumption", "user_enrolments", "assessment_aggregator", "user_activity_agg")
 
@@ -119,17 +119,17 @@ UCC_COLUMNS = ("user_id", "collection_id", "context_id", "content_id", "status",
                "last_completed_time", "last_updated_time", "version")
 
 
-def consumption_row(r: dict, mode: str, now_ms: int) -> tuple:
+def consumption_row(r: dict, mode: ContextMode, now_ms: int) -> tuple:
     # The hot path of the import: one try block names the failing column, no call per column.
     user, course, content = _need(r, "userid"), _need(r, "courseid"), _need(r, "contentid")
     g = r.get
     batch = g("batchid") or None
     if batch is not None and len(batch) > 256:
         raise Reject("batchid is longer than 256 characters")
-    if mode == "strict":
+    if mode is ContextMode.STRICT:
         collection, context = course, batch or course
     else:
-        s = resolve_scope(user, content, course, batch, mode)
+        s = mode.resolve(user, content, course, batch)
         collection, context = s.collection_id, s.context_id
     ts, integer = cqlsh.timestamp, cqlsh.integer
     col = "status"
@@ -243,10 +243,10 @@ def _question(q: Any, i: int) -> dict:
             "params": q.get("params") or [], "duration": num("duration"), "assess_ts": ts}
 
 
-def assessment_row(r: dict, mode: str, now_ms: int) -> tuple:
+def assessment_row(r: dict, mode: ContextMode, now_ms: int) -> tuple:
     user, course, batch = _need(r, "userid"), _need(r, "courseid"), _need(r, "batchid")
     content, attempt = _need(r, "contentid"), _need(r, "attemptid")
-    s = resolve_scope(user, content, course, batch, mode)
+    s = mode.resolve(user, content, course, batch)
     questions = _parse(cqlsh.literal, r, "question") or []
     if not isinstance(questions, list):
         raise Reject("question is not a list")

@@ -100,11 +100,11 @@ class AggregationWorker(PollingLoop):
             # The learner's active enrolments with their contexts' rules: read once when the pull
             # needs them, and shared with the dependents (which read them only if they need them).
             ens = await enrol_repo.enrolments_with_contexts(conn, s.user_id) \
-                if self.carry.mode == "strict" and collection is not None and e is not None and e.active else None
+                if not self.carry.mode.shared_by_contexts and collection is not None and e is not None and e.active else None
             carried = await self._pull(conn, s, collection, ens)
             # Read under the lock: a later recompute reads at least what this one read.
             rows = await self.carry.rows_for(conn, s, collection)
-            own = rows if self.carry.mode == "strict" else await load_scope(conn, s)  # stored in `s` itself
+            own = await load_scope(conn, s) if self.carry.mode.shared_by_contexts else rows  # stored in `s` itself
             if c.propagate:
                 await dirty.mark(conn, await self.carry.dependents(conn, s, own, ens), now, propagate=False)
             p = compute(collection, rows)

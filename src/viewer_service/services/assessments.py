@@ -146,7 +146,7 @@ class AssessmentService:
                     e = await load_enrolment(conn, s)
                     enrolled[s] = e is not None and e.active
                 targets = [s] if enrolled[s] else []
-                if self.carry is not None and self.carry.mode != "strict":
+                if self.carry is not None and self.carry.mode.shared_by_contexts:
                     # The row counts for every enrolment that reads it (docs/modes.md).
                     targets += await self.carry.dependents(conn, s, [new])
                 for t in targets:

@@ -20,7 +20,7 @@ from ..clock import now_ms
 from ..domain.carry import (COPY_MODES, CarryRule, Target, carried_row, is_earned, merge_rows, pick_sources,
                             provenance, qualifies, rule_for)
 from ..domain.collections import Collection
-from ..domain.scope import Scope
+from ..domain.scope import ContextMode, Scope
 from ..domain.views import COMPLETED, ContentView, RowKey
 
 
@@ -41,8 +41,8 @@ def _scope(r) -> Scope:
 
 
 class Carry:
-    def __init__(self, mode: str, default: CarryRule, catalog, clock: Callable[[], int] = now_ms):
-        self.mode = mode
+    def __init__(self, mode: ContextMode | str, default: CarryRule, catalog, clock: Callable[[], int] = now_ms):
+        self.mode = ContextMode(mode)
         self.default = default
         self.catalog = catalog
         self.clock = clock
@@ -66,7 +66,7 @@ class Carry:
     async def on_enrol(self, conn: AsyncConnection, s: Scope, collection: Collection | None) -> Outcome:
         """The post-enrol action: copy or move progress into the (active) enrolment `s`. The
         caller holds the scope lock of `s`."""
-        if self.mode != "strict" or collection is None:
+        if self.mode.shared_by_contexts or collection is None:
             return Outcome()  # an unknown collection is carried when the worker first recomputes it
         t = await self.target_of(conn, s)
         if t is None:
@@ -174,7 +174,7 @@ class Carry:
         known only to the remote catalog is left to the worker, which also re-checks everything
         later (the completion marked its scope dirty)."""
         done = [v for v in completed if v.status == COMPLETED and is_earned(v)]
-        if self.mode != "strict" or not done:
+        if self.mode.shared_by_contexts or not done:
             return []
         out: list[ContentView] = []
         users = sorted({v.key.user_id for v in done})
@@ -196,9 +196,9 @@ class Carry:
                          enrolments=None) -> list[Scope]:
         """Active enrolments to recompute because the rows stored in `s` (`own`) changed: those
         that count them (collection and content modes) or may copy their completions (strict)."""
-        if self.mode == "strict":
+        if self.mode is ContextMode.STRICT:
             done = {v.key.content_id for v in own if v.status == COMPLETED and is_earned(v)}
-        elif self.mode == "content":
+        elif self.mode is ContextMode.CONTENT:
             done = {v.key.content_id for v in own if v.key.content_id == v.key.collection_id}
         else:
             done = {v.key.content_id for v in own} if s.context_id == s.collection_id else set()
@@ -211,10 +211,10 @@ class Carry:
             es = _scope(e)
             if es == s:
                 continue
-            if self.mode == "strict":
+            if self.mode is ContextMode.STRICT:
                 if self.target(e).rule.mode not in COPY_MODES:
                     continue
-            elif self.mode == "collection":
+            elif self.mode is ContextMode.COLLECTION:
                 if e.collection_id == s.collection_id:
                     out.append(es)
                 continue

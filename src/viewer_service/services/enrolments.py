@@ -84,7 +84,7 @@ class EnrolmentService:
         """The collection, when a carry-forward rule applies to `s` (read before the transaction:
         the catalog may fetch it remotely). None otherwise: enrolments without carry-forward
         never wait on the catalog."""
-        if self.catalog is None or self.carry is None or self.carry.mode != "strict":
+        if self.catalog is None or self.carry is None or self.carry.mode.shared_by_contexts:
             return None
         try:
             doc = None

@@ -28,7 +28,7 @@ from ..adapters.db.views import insert_rows, lock_rows, update_rows
 from ..clock import now_ms
 from ..domain import cqlsh, sunbird_export as sunbird
 from ..domain.assessments import StoredAttempt, best_attempt
-from ..domain.scope import Scope
+from ..domain.scope import ContextMode, Scope
 from ..domain.views import RowKey, Start, apply, next_version
 
 log = logging.getLogger(__name__)
@@ -69,13 +69,14 @@ def file_id(path: Path) -> str:
 
 
 class Importer:
-    def __init__(self, engine: AsyncEngine, directory: Path, *, mode: str = "strict", remote_catalog: bool = False,
+    def __init__(self, engine: AsyncEngine, directory: Path, *, mode: ContextMode | str = ContextMode.STRICT,
+                 remote_catalog: bool = False,
                  batch_rows: int = 20_000, rejects_dir: Path | None = None, restart: bool = False,
                  jobs: int = 0, progress=None, clock: Callable[[], int] = now_ms):
         self.engine = engine
         self._tx = Transactions(engine, attempts=5, backoff=0.05)
         self.dir = Path(directory)
-        self.mode = mode
+        self.mode = ContextMode(mode)
         self.remote_catalog = remote_catalog  # the worker can fetch any collection: mark every scope
         self.batch_rows = batch_rows
         self.rejects_dir = Path(rejects_dir) if rejects_dir else self.dir
@@ -337,7 +338,7 @@ def _read_raw(it, limit: int) -> Batch:
     return b
 
 
-def map_batch(table: str, names: list[str], mode: str, now: int, records: list[list[str]]) -> tuple[list, list]:
+def map_batch(table: str, names: list[str], mode: ContextMode, now: int, records: list[list[str]]) -> tuple[list, list]:
     """Sunbird records to our rows, and the rejected ones with their reason (in a worker process:
     plain data in, plain data out)."""
     header = sunbird.Header(table, names)

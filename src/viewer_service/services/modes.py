@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ..adapters.db import archive, dirty, modes as repo, settings
 from ..clock import now_ms
 from ..domain.carry import merge_rows
-from ..domain.scope import MODES, resolve_scope
+from ..domain.scope import MODES, ContextMode
 from ..domain.views import RowKey
 
 SETTING = "context_mode"
@@ -22,8 +22,9 @@ class ModeMismatch(RuntimeError):
     pass
 
 
-async def ensure_mode(engine: AsyncEngine, mode: str, clock: Callable[[], int] = now_ms) -> None:
+async def ensure_mode(engine: AsyncEngine, mode: ContextMode, clock: Callable[[], int] = now_ms) -> None:
     """Record the mode on first start; refuse a different one afterwards."""
+    mode = str(mode)  # as recorded
     async with engine.begin() as conn:
         recorded = await settings.get(conn, SETTING)
         if recorded is None:
@@ -37,11 +38,11 @@ async def ensure_mode(engine: AsyncEngine, mode: str, clock: Callable[[], int] =
             f"or set VIEWER_CONTEXT_MODE={recorded}.")
 
 
-def _rekey(k: RowKey, mode: str) -> RowKey:
+def _rekey(k: RowKey, mode: ContextMode) -> RowKey:
     """Where a stored row lives in `mode`. A row on its own stays; strict keeps every key."""
-    if mode == "strict" or k.content_id == k.collection_id:
+    if not mode.shared_by_contexts or k.content_id == k.collection_id:
         return k
-    s = resolve_scope(k.user_id, k.content_id, k.collection_id, k.context_id, mode)
+    s = mode.resolve(k.user_id, k.content_id, k.collection_id, k.context_id)
     return RowKey(s.user_id, s.collection_id, s.context_id, k.content_id)
 
 
@@ -52,6 +53,7 @@ async def migrate_mode(engine: AsyncEngine, mode: str, clock: Callable[[], int] 
     the shared cache afterwards. Returns counts."""
     if mode not in MODES:
         raise ValueError(f"unknown context mode {mode!r}; one of {', '.join(MODES)}")
+    mode = ContextMode(mode)
     now = clock()
     counts = {"rows": 0, "rekeyed": 0, "merged": 0, "attempts": 0, "enrolments": 0}
     async with engine.begin() as conn:
@@ -69,12 +71,12 @@ async def migrate_mode(engine: AsyncEngine, mode: str, clock: Callable[[], int] 
             await repo.drop_aggregates(conn)
             await dirty.clear(conn)
             await dirty.mark(conn, [*enrolled, *await repo.holding_scopes(conn)], now)
-        await settings.put(conn, SETTING, mode, now)
+        await settings.put(conn, SETTING, str(mode), now)
     counts["from"] = recorded  # type: ignore[assignment]
     return counts
 
 
-async def _migrate_user(conn, user: str, mode: str, now: int, counts: dict) -> None:
+async def _migrate_user(conn, user: str, mode: ContextMode, now: int, counts: dict) -> None:
     rows = await repo.learner_rows(conn, user)
     counts["rows"] += len(rows)
     moved = [v for v in rows if _rekey(v.key, mode) != v.key]

@@ -11,7 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ...domain.scope import Scope
+from ...domain.scope import ContextMode, Scope
 from ...domain.views import ArchivedView, ContentView, RowKey
 from .sql import where_scope
 from .tables import archived_consumption as arc, user_content_consumption as ucc
@@ -198,12 +198,12 @@ async def user_rows(conn: AsyncConnection, user_id: str, content_ids: Iterable[s
     return with_archived(rows, [to_archived(r).live() for r in archived])
 
 
-async def mode_rows(conn: AsyncConnection, s: Scope, mode: str, leaves: Iterable[str]) -> list[ContentView]:
+async def mode_rows(conn: AsyncConnection, s: Scope, mode: ContextMode, leaves: Iterable[str]) -> list[ContentView]:
     """The rows that count for the enrolment scope `s`, re-keyed to it. strict: its own rows;
     collection: those at (collection, collection); content: each leaf's own (leaf, leaf) row."""
-    if mode == "strict":
+    if mode is ContextMode.STRICT:
         return await load_scope(conn, s)
-    if mode == "collection":
+    if mode is ContextMode.COLLECTION:
         q = sa.select(ucc).where(ucc.c.user_id == s.user_id, ucc.c.collection_id == s.collection_id,
                                  ucc.c.context_id == s.collection_id)
     else:
