@@ -12,6 +12,7 @@ from ..adapters.db.locks import lock_scope
 from ..adapters.db.transaction import Transactions
 from ..clock import now_ms
 from ..domain.carry import rule_for
+from ..domain.enrolments import Context, Enrolment
 from ..domain.scope import Scope
 from ..domain.views import COMPLETED
 from ..errors import ContextNotFound, DomainError, EnrolmentNotFound
@@ -43,10 +44,10 @@ class EnrolmentService:
         await self.tx.write(lambda conn: repo.upsert_context(conn, values))
         return values
 
-    async def get_context(self, context_id: str):
+    async def get_context(self, context_id: str) -> Context | None:
         return await self.tx.write(lambda conn: repo.load_context(conn, context_id))
 
-    async def enrol(self, s: Scope, enrolled_date: int | None) -> tuple[object, bool, Outcome]:
+    async def enrol(self, s: Scope, enrolled_date: int | None) -> tuple[Enrolment, bool, Outcome]:
         """Enrol (idempotent: an active enrolment is left as it is; an inactive one is made
         active again, keeping its date and progress), then carry progress in (docs/modes.md).
         Returns the enrolment, whether it changed, and what was carried."""
@@ -109,7 +110,7 @@ class EnrolmentService:
             raise DomainError(f"context {s.context_id!r} does not offer collection {s.collection_id!r}",
                               "request.collectionId")
 
-    async def unenrol(self, s: Scope):
+    async def unenrol(self, s: Scope) -> Enrolment:
         now = self.clock()
 
         async def run(conn):
@@ -123,7 +124,7 @@ class EnrolmentService:
 
         return await self.tx.write(run)
 
-    async def record_certificate(self, s: Scope, cert: dict):
+    async def record_certificate(self, s: Scope, cert: dict) -> Enrolment:
         """Add an issued certificate to an enrolment, replacing one with the same id."""
         now = self.clock()
 

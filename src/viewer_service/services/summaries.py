@@ -45,8 +45,7 @@ class SummaryService:
 
     async def _rows(self, user_id: str, s: Scope | None):
         async def read(conn):
-            enrolments = {Scope(r.user_id, r.collection_id, r.context_id): r
-                          for r in await enrol_repo.list_enrolments(conn, user_id, s)}
+            enrolments = {e.scope: e for e in await enrol_repo.list_enrolments(conn, user_id, s)}
             return enrolments, await repo.load_aggs(conn, user_id, s), await views_repo.consumed_scopes(conn, user_id, s)
 
         return await self.tx.read(read)

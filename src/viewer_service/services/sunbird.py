@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ..adapters.db import dirty, enrolments as enrol_repo
 from ..adapters.db.transaction import Transactions
 from ..clock import now_ms
+from ..domain.enrolments import Context
 from ..domain.scope import ContextMode, Scope
 from ..domain.sunbird import (batch_problem, completed_count, format_date, format_day as _day, last_read, list_order,
                               list_status)
@@ -74,7 +75,7 @@ class SunbirdService:
         self.catalog = catalog
         self.mode = ContextMode(mode)
         self.clock = clock
-        self._known: dict[str, tuple[float, Any]] = {}  # context id -> (expiry, row)
+        self._known: dict[str, tuple[float, Context | None]] = {}  # context id -> (expiry, context)
 
     def _key(self, user: str, content: str, course: str, batch: str) -> RowKey:
         s = self.mode.resolve(user, content, course, batch)

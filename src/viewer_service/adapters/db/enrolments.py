@@ -1,14 +1,19 @@
-"""Repository for contexts, enrolments and their certificates."""
+"""Repository for contexts (table context), enrolments and their certificates (table enrolment)."""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ...domain.enrolments import Context, Enrolment
 from ...domain.progress import ActivityProgress
 from ...domain.scope import Scope
 from .sql import insert, where_scope
 from .tables import context as ctx, enrolment as en
+
+# Positional: the tables' columns are declared in the dataclasses' field order.
+assert [c.name for c in en.columns] == list(Enrolment.__dataclass_fields__)
+assert [c.name for c in ctx.columns] == list(Context.__dataclass_fields__)
 
 
 async def upsert_context(conn: AsyncConnection, values: dict) -> None:
@@ -18,13 +23,14 @@ async def upsert_context(conn: AsyncConnection, values: dict) -> None:
                                                   set_={c: stmt.excluded[c] for c in cols}))
 
 
-async def load_context(conn: AsyncConnection, context_id: str):
-    return (await conn.execute(sa.select(ctx).where(ctx.c.context_id == context_id))).first()
+async def load_context(conn: AsyncConnection, context_id: str) -> Context | None:
+    r = (await conn.execute(sa.select(ctx).where(ctx.c.context_id == context_id))).first()
+    return None if r is None else Context(*r)
 
 
-async def load_contexts(conn: AsyncConnection, context_ids: set[str]) -> dict:
+async def load_contexts(conn: AsyncConnection, context_ids: set[str]) -> dict[str, Context]:
     rows = await conn.execute(sa.select(ctx).where(ctx.c.context_id.in_(sorted(context_ids))))
-    return {r.context_id: r for r in rows}
+    return {r.context_id: Context(*r) for r in rows}
 
 
 async def insert_enrolment(conn: AsyncConnection, s: Scope, enrolled_date: int, now_ms: int) -> bool:
@@ -48,16 +54,17 @@ async def set_certificates(conn: AsyncConnection, s: Scope, certificates: list, 
                        .values(issued_certificates=certificates, updated_at=now_ms))
 
 
-async def list_enrolments(conn: AsyncConnection, user_id: str, s: Scope | None = None):
+async def list_enrolments(conn: AsyncConnection, user_id: str, s: Scope | None = None) -> list[Enrolment]:
     q = sa.select(en).where(en.c.user_id == user_id if s is None else where_scope(en, s))
-    return (await conn.execute(q)).all()
+    return [Enrolment(*r) for r in await conn.execute(q)]
 
 
-async def load_enrolment(conn: AsyncConnection, s: Scope, *, for_update: bool = False):
+async def load_enrolment(conn: AsyncConnection, s: Scope, *, for_update: bool = False) -> Enrolment | None:
     q = sa.select(en).where(where_scope(en, s))
     if for_update and conn.dialect.name == "postgresql":
         q = q.with_for_update()
-    return (await conn.execute(q)).first()
+    r = (await conn.execute(q)).first()
+    return None if r is None else Enrolment(*r)
 
 
 async def update_enrolment_progress(conn: AsyncConnection, s: Scope, a: ActivityProgress, now_ms: int) -> None:
