@@ -22,18 +22,16 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..adapters.db import dirty, imports as repo, repairs
-from ..adapters.db.tables import assessment_aggregator as aa
 from ..adapters.db.transaction import Transactions
 from ..adapters.db.views import insert_rows, lock_rows, update_rows
 from ..clock import now_ms
 from ..domain import cqlsh, sunbird_export as sunbird
 from ..domain.assessments import StoredAttempt, best_attempt
-from ..domain.scope import ContextMode, Scope
+from ..domain.scope import ContextMode
 from ..domain.views import RowKey, Start, apply, next_version
 
 log = logging.getLogger(__name__)
 POOL_MIN_BYTES = 1 << 20  # smaller files are mapped in a thread: starting processes would cost more
-ASSESS_KEY = ("user_id", "collection_id", "context_id", "content_id", "attempt_id")
 
 
 @dataclass
@@ -235,7 +233,7 @@ class Importer:
 
     async def _assessments(self, conn, rows, now, known) -> tuple[int, int]:
         rows = _dedupe(rows, 5, lambda a, b: b if b[7] > a[7] else a)
-        old = await repo.existing(conn, aa, ASSESS_KEY, (r[:5] for r in rows))
+        old = await repo.existing_attempts(conn, (r[:5] for r in rows))
         new, replaced = [], []
         for r in rows:
             o = old.get(r[:5])
@@ -243,9 +241,8 @@ class Importer:
                 new.append(r)
             elif r[7] > o.last_attempted_on:  # Sunbird's rule: only a strictly newer attempt replaces
                 replaced.append((*r[:5], o.created_on, *r[6:]))
-        cols = sunbird.ASSESS_COLUMNS
-        await repo.insert_new(conn, aa, cols, [_json_questions(r) for r in new])
-        await repo.upsert(conn, aa, cols, ASSESS_KEY, [_json_questions(r) for r in replaced])
+        await repo.insert_attempts(conn, [_json_questions(r) for r in new])
+        await repo.replace_attempts(conn, [_json_questions(r) for r in replaced])
         changed = new + replaced
         if changed:
             await self._best_scores(conn, {RowKey(*r[:4]): r[7] for r in changed}, now, known)
@@ -255,8 +252,8 @@ class Importer:
         """The consumption rows' best attempt and count, as a live submit leaves them (created as
         started views when missing)."""
         stored: dict[RowKey, dict[str, StoredAttempt]] = {}
-        for a in await repo.matching(conn, aa, ASSESS_KEY[:4], [tuple(k.__getattribute__(c) for c in ASSESS_KEY[:4])
-                                                                 for k in touched], lock=False):
+        for a in await repo.attempts_of(conn, [(k.user_id, k.collection_id, k.context_id, k.content_id)
+                                               for k in touched]):
             stored.setdefault(RowKey(a.user_id, a.collection_id, a.context_id, a.content_id), {})[a.attempt_id] = \
                 StoredAttempt(a.attempt_id, a.last_attempted_on, a.total_score, a.total_max_score)
         rows = {}
@@ -284,15 +281,13 @@ class Importer:
     async def _activity_aggs(self, conn, rows, now) -> tuple[int, int, int]:
         """Sunbird's figures (score:<content>, completedCount ...) added to the collection aggregate
         of an imported enrolment, where ours has no value of its own."""
-        from ..adapters.db.tables import user_activity_agg as agg
-
         keys = [(u, c, b, "Course", c) for u, c, b, _ in rows]
-        old = await repo.existing(conn, agg, repo.AGG_KEY, keys)
+        old = await repo.course_aggs(conn, keys)
         missing = [k for k in keys if k not in old]
         if missing and conn.dialect.name == "postgresql":
             # A live worker may have been replacing a row while it was read (the read waited for it
             # and then skipped it): read those again, now committed.
-            old.update(await repo.existing(conn, agg, repo.AGG_KEY, missing))
+            old.update(await repo.course_aggs(conn, missing))
         out, skipped = [], 0
         for (u, c, b, figures), k in zip(rows, keys):
             o = old.get(k)
@@ -303,7 +298,7 @@ class Importer:
             if merged != o.aggregates:
                 out.append((*k, merged, o.content_status, o.agg_last_updated, o.progress, o.status,
                             o.completed_on, now))
-        await repo.upsert(conn, agg, sunbird.AGG_COLUMNS, repo.AGG_KEY, out)
+        await repo.replace_course_aggs(conn, out)
         return 0, len(out), skipped
 
 

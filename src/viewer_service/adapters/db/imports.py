@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ...domain.sunbird_export import AGG_COLUMNS, ENROL_COLUMNS, UCC_COLUMNS
-from .tables import (collection, context as ctx, enrolment as en, import_checkpoint as cp,
+from ...domain.sunbird_export import AGG_COLUMNS, ASSESS_COLUMNS, ENROL_COLUMNS, UCC_COLUMNS
+from .tables import (assessment_aggregator as aa, collection, context as ctx, enrolment as en, import_checkpoint as cp,
                      user_activity_agg as agg)
 from .sql import insert
 
@@ -300,3 +300,33 @@ async def mark_scopes(conn: AsyncConnection, scopes: Iterable[tuple], now_ms: in
     from . import dirty
 
     await dirty.mark(conn, [Scope(*s) for s in scopes if known is None or s[1] in known], now_ms)
+
+
+# -- the named tables, for the import's use case (services/imports.py) ------------------------
+
+ASSESS_KEY = ("user_id", "collection_id", "context_id", "content_id", "attempt_id")
+
+
+async def existing_attempts(conn: AsyncConnection, keys: Iterable[tuple]) -> dict:
+    return await existing(conn, aa, ASSESS_KEY, keys)
+
+
+async def insert_attempts(conn: AsyncConnection, rows: Sequence[tuple]) -> None:
+    await insert_new(conn, aa, ASSESS_COLUMNS, rows)
+
+
+async def replace_attempts(conn: AsyncConnection, rows: Sequence[tuple]) -> None:
+    await upsert(conn, aa, ASSESS_COLUMNS, ASSESS_KEY, rows)
+
+
+async def attempts_of(conn: AsyncConnection, contents: Iterable[tuple]) -> list:
+    """The attempts of these (user, collection, context, content) keys."""
+    return await matching(conn, aa, ASSESS_KEY[:4], contents, lock=False)
+
+
+async def course_aggs(conn: AsyncConnection, keys: Iterable[tuple]) -> dict:
+    return await existing(conn, agg, AGG_KEY, keys)
+
+
+async def replace_course_aggs(conn: AsyncConnection, rows: Sequence[tuple]) -> None:
+    await upsert(conn, agg, AGG_COLUMNS, AGG_KEY, rows)
