@@ -269,7 +269,7 @@ async def count(engine, table, *where) -> int:
 
 
 async def worker_pass(engine, catalog) -> dict:
-    from viewer_service.worker import AggregationWorker
+    from viewer_service.services.aggregation import AggregationWorker
 
     w = AggregationWorker(engine, catalog, batch=100)
     warn0 = len(LOG_COUNTER.records)
@@ -287,7 +287,8 @@ async def floor_pass(engine, units: list[str], leaves: list[str]) -> dict:
     the 6 aggregate rows, update the enrolment, delete the mark. Constant values, no logic."""
     import sqlalchemy as sa
 
-    from viewer_service.adapters.db import progress as repo
+    from viewer_service.adapters.db import dirty as repo
+    from viewer_service.adapters.db.sql import where_scope
     from viewer_service.adapters.db.tables import enrolment as en, scope_dirty as d, user_activity_agg as agg
     from viewer_service.adapters.db.views import load_scope
     from viewer_service.clock import now_ms
@@ -314,10 +315,10 @@ async def floor_pass(engine, units: list[str], leaves: list[str]) -> dict:
                 s = c.scope
                 async with engine.begin() as conn:
                     rows_read += len(await load_scope(conn, s))
-                    await conn.execute(sa.delete(agg).where(repo.where_scope(agg, s)))
+                    await conn.execute(sa.delete(agg).where(where_scope(agg, s)))
                     await conn.execute(sa.insert(agg), [{**t, "user_id": s.user_id} for t in templates])
-                    await conn.execute(sa.update(en).where(repo.where_scope(en, s)).values(enrol_values))
-                    await conn.execute(sa.delete(d).where(repo.where_scope(d, s), d.c.seq == c.seq))
+                    await conn.execute(sa.update(en).where(where_scope(en, s)).values(enrol_values))
+                    await conn.execute(sa.delete(d).where(where_scope(d, s), d.c.seq == c.seq))
                 scopes += 1
     return {"kind": "floor", "scopes": scopes, "rounds": rounds, "rows_read": rows_read, "wall": m.wall,
             "proc_cpu": m.proc, "pg_cpu": m.pg, "machine": m.machine, "warnings": 0}

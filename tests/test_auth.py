@@ -11,7 +11,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from viewer_service.api.auth import AuthError, Authenticator, Principal, check_access, resolve_user
+from viewer_service.api.auth import Authenticator, Principal, check_access, resolve_user
+from viewer_service.api.errors import http_status
+from viewer_service.errors import AuthError, MissingField
 from viewer_service.config import Settings
 
 SECRET = "unit-test-secret-of-reasonable-length-0123"
@@ -34,7 +36,7 @@ def hs(**kw):
 def reject(auth, headers, status=401, code="TOKEN_INVALID"):
     with pytest.raises(AuthError) as e:
         auth.authenticate(headers)
-    assert (e.value.status, e.value.code) == (status, code)
+    assert (http_status(e.value), e.value.code) == (status, code)
 
 
 def test_hs256_and_bearer():
@@ -109,12 +111,12 @@ def test_resolve_user_rules():
     assert resolve_user(me, "u1", "jwt") == "u1"
     with pytest.raises(AuthError) as e:
         resolve_user(me, "u2", "jwt")
-    assert (e.value.status, e.value.field) == (403, "request.userId")
+    assert (http_status(e.value), e.value.field) == (403, "request.userId")
     assert resolve_user(admin, "u2", "jwt") == "u2"
     assert resolve_user(Principal(None, frozenset(), False), "u7", "none") == "u7"
-    with pytest.raises(AuthError) as e:
+    with pytest.raises(MissingField) as e:
         resolve_user(Principal(None, frozenset(), False), None, "none")
-    assert e.value.status == 400
+    assert (http_status(e.value), e.value.code) == (400, "MISSING_FIELD")
 
 
 def test_check_access_for_path_user_ids():
@@ -123,7 +125,7 @@ def test_check_access_for_path_user_ids():
     check_access(Principal(None, frozenset(), False), "anyone", "none")
     with pytest.raises(AuthError) as e:
         check_access(Principal("u1", frozenset(), False), "u2", "jwt")
-    assert e.value.status == 403
+    assert http_status(e.value) == 403
 
 
 def test_jwt_mode_needs_a_key():

@@ -10,7 +10,7 @@ from servers import free_port
 from viewer_service.adapters.db import collections as repo
 from viewer_service.adapters.db.engine import make_engine
 from viewer_service.services.catalog import Catalog
-from viewer_service.services.views import Unavailable
+from viewer_service.errors import Unavailable
 
 
 @pytest.fixture

@@ -2,11 +2,12 @@
 
 import pytest
 
-from viewer_service.domain.assessments import (ContentNotInCollection, InvalidEvent, InvalidScore, StoredAttempt,
-                                               best_attempt, cdata_attempt_id, derived_attempt_id, format_total,
-                                               grand_total, parse_event, replaces, score_aggregates,
+from viewer_service.domain.assessments import (StoredAttempt, best_attempt, cdata_attempt_id, derived_attempt_id,
+                                               format_total, grand_total, parse_event, replaces, score_aggregates,
                                                score_attempt, unique_questions)
+from viewer_service.api.errors import http_status
 from viewer_service.domain.views import ContentView, RowKey
+from viewer_service.errors import ContentNotInCollection, InvalidEvent, InvalidScore
 
 T0 = 1_700_000_000_000
 MIN, MAX = 946_684_800_000, T0 + 300_000
@@ -140,4 +141,4 @@ def test_unscored_rows_have_no_aggregates():
 
 
 def test_content_not_in_collection_is_a_400():
-    assert ContentNotInCollection("m").status == 400 and ContentNotInCollection.code == "CONTENT_NOT_IN_COLLECTION"
+    assert http_status(ContentNotInCollection("m")) == 400 and ContentNotInCollection.code == "CONTENT_NOT_IN_COLLECTION"

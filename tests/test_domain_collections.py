@@ -2,9 +2,9 @@
 
 import pytest
 
-from viewer_service.domain.collections import (
-    COLLECTION_MIME, MAX_DEPTH, InvalidCollection, from_hierarchy, is_optional,
-)
+from viewer_service.api.errors import http_status
+from viewer_service.domain.collections import COLLECTION_MIME, MAX_DEPTH, from_hierarchy, is_optional
+from viewer_service.errors import InvalidCollection
 
 
 def unit(uid, *children, optional=None):
@@ -108,7 +108,7 @@ def test_relational_metadata_missing_or_odd_is_not_optional():
 def test_malformed_documents_name_the_field(doc, field):
     with pytest.raises(InvalidCollection) as e:
         from_hierarchy(doc, "course")
-    assert e.value.field == field and e.value.code == "INVALID_VALUE" and e.value.status == 400
+    assert e.value.field == field and e.value.code == "INVALID_VALUE" and http_status(e.value) == 400
 
 
 def test_the_id_comes_from_the_document_when_not_given():

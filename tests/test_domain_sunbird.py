@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from viewer_service.domain.sunbird import (SunbirdError, completed_count, format_date, last_read, list_order,
-                                           list_status, parse_date)
+from viewer_service.domain.sunbird import completed_count, format_date, last_read, list_order, list_status, parse_date
 from viewer_service.domain.views import End, RowKey, Start, StateUpdate, apply
+from viewer_service.errors import SunbirdError
 
 K = RowKey("u", "c", "b", "x")
 T = 1_700_000_000_000

@@ -4,6 +4,7 @@ import orjson
 import pytest
 
 from viewer_service.domain import sunbird_export as sunbird
+from viewer_service.domain.scope import ContextMode
 from viewer_service.domain.sunbird_export import Header, Reject
 
 NOW = 1_700_000_000_000
@@ -32,7 +33,7 @@ def test_a_completed_consumption_row():
     r = rec("user_content_consumption", userid="u", courseid="c", batchid="b", contentid="x", status="2",
             progress="40", viewcount="3", lastaccesstime="2021-06-23 05:37:40:575+0000",
             progressdetails='{"position": 12}', last_updated_time="2021-06-23 05:37:41.575000+0000")
-    row = dict(zip(sunbird.UCC_COLUMNS, sunbird.consumption_row(r, "strict", NOW)))
+    row = dict(zip(sunbird.UCC_COLUMNS, sunbird.consumption_row(r, ContextMode.STRICT, NOW)))
     assert row["collection_id"] == "c" and row["context_id"] == "b"
     assert row["status"] == 2 and row["progress"] == 100  # a completed view is at 100, as a live end leaves it
     assert row["last_completed_time"] == T + 1000  # none exported: its last update
@@ -43,11 +44,11 @@ def test_a_completed_consumption_row():
 def test_an_in_progress_row_and_the_context_modes():
     r = rec("user_content_consumption", userid="u", courseid="c", batchid="", contentid="x", status="1",
             progress="140", datetime="2021-06-23 05:37:40.575000+0000", lastcompletedtime="2021-06-23 05:37:40:575+0000")
-    strict = sunbird.consumption_row(r, "strict", NOW)
+    strict = sunbird.consumption_row(r, ContextMode.STRICT, NOW)
     assert strict[1:3] == ("c", "c")  # no batch: the collection's own context
     assert strict[5] == 100 and strict[12] is None  # progress clamped; no completion time while unfinished
-    assert sunbird.consumption_row(r, "content", NOW)[1:3] == ("x", "x")
-    assert sunbird.consumption_row(r, "collection", NOW)[1:3] == ("c", "c")
+    assert sunbird.consumption_row(r, ContextMode.CONTENT, NOW)[1:3] == ("x", "x")
+    assert sunbird.consumption_row(r, ContextMode.COLLECTION, NOW)[1:3] == ("c", "c")
 
 
 @pytest.mark.parametrize("change, reason", [
@@ -63,7 +64,7 @@ def test_consumption_rejects(change, reason):
               "progressdetails": "", "lastaccesstime": ""}
     values.update(change)
     with pytest.raises(Reject, match=reason):
-        sunbird.consumption_row(rec("user_content_consumption", **values), "strict", NOW)
+        sunbird.consumption_row(rec("user_content_consumption", **values), ContextMode.STRICT, NOW)
 
 
 def test_an_enrolment_with_certificates():
@@ -98,17 +99,17 @@ def test_an_assessment_attempt():
     r = rec("assessment_aggregator", course_id="c", batch_id="b", user_id="u", content_id="x", attempt_id="a1",
             created_on="2021-06-23 05:37:40.575000+0000", last_attempted_on="2021-06-23 05:37:40.575000+0000",
             question=q, total_score="1.0", total_max_score="2.0", grand_total="1.0/2.0", updated_on="")
-    row = dict(zip(sunbird.ASSESS_COLUMNS, sunbird.assessment_row(r, "strict", NOW)))
+    row = dict(zip(sunbird.ASSESS_COLUMNS, sunbird.assessment_row(r, ContextMode.STRICT, NOW)))
     assert row["total_score"] == 1.0 and row["total_max_score"] == 2.0 and row["last_attempted_on"] == T
     [question] = orjson.loads(row["questions"])
     assert question["id"] == "q1" and question["assess_ts"] == T and question["resvalues"] == [{"1": '{"a":1}'}]
     no_total = rec("assessment_aggregator", course_id="c", batch_id="b", user_id="u", content_id="x",
                    attempt_id="a1", last_attempted_on="2021-06-23 05:37:40.575000+0000", question=q)
-    row = dict(zip(sunbird.ASSESS_COLUMNS, sunbird.assessment_row(no_total, "strict", NOW)))
+    row = dict(zip(sunbird.ASSESS_COLUMNS, sunbird.assessment_row(no_total, ContextMode.STRICT, NOW)))
     assert (row["total_score"], row["grand_total"]) == (1.0, "1.0/2.0")  # from the questions
     with pytest.raises(Reject, match="last_attempted_on"):
         sunbird.assessment_row(rec("assessment_aggregator", course_id="c", batch_id="b", user_id="u",
-                                   content_id="x", attempt_id="a1"), "strict", NOW)
+                                   content_id="x", attempt_id="a1"), ContextMode.STRICT, NOW)
 
 
 def test_activity_rows():
@@ -120,10 +121,10 @@ def test_activity_rows():
 def test_merges_never_go_down():
     r = rec("user_content_consumption", userid="u", courseid="c", batchid="b", contentid="x", status="2",
             lastaccesstime="2021-06-23 05:37:40:575+0000")
-    done = sunbird.consumption_row(r, "strict", NOW)
+    done = sunbird.consumption_row(r, ContextMode.STRICT, NOW)
     r2 = rec("user_content_consumption", userid="u", courseid="c", batchid="b", contentid="x", status="1",
              progress="30", lastaccesstime="2021-06-24 05:37:40:575+0000")
-    later = sunbird.consumption_row(r2, "strict", NOW)
+    later = sunbird.consumption_row(r2, ContextMode.STRICT, NOW)
     m = sunbird.merge_consumption(done, later)
     assert m[4] == 2 and m[5] == 100 and m[10] == T and m[11] == T + 86_400_000 and m[12] == T
     assert sunbird.merge_consumption(later, done)[4:6] == (2, 100)

@@ -3,7 +3,7 @@
 import pytest
 from hypothesis import given, strategies as st
 
-from viewer_service.domain.errors import ViewNotStarted
+from viewer_service.errors import ViewNotStarted
 from viewer_service.domain.scope import Scope, resolve_scope
 from viewer_service.domain.views import COMPLETED, IN_PROGRESS, End, RowKey, Start, Update, apply
 

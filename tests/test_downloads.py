@@ -17,7 +17,8 @@ from viewer_service.adapters.db.tables import download_file
 from viewer_service.api.downloads import router
 from viewer_service.clock import now_ms
 from viewer_service.services import downloads as dl
-from viewer_service.services.downloads import CSV_COLUMNS, DownloadNotFound, DownloadService, csv_row
+from viewer_service.errors import DownloadNotFound
+from viewer_service.services.downloads import CSV_COLUMNS, DownloadService, csv_row
 
 SECRET = "test-secret-that-is-long-enough-for-hs256"
 JWT = pytest.mark.settings(auth="jwt", jwt_secret=SECRET)

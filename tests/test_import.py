@@ -23,6 +23,7 @@ from viewer_service.adapters.db.migrate import upgrade
 from viewer_service.api.app import create_app
 from viewer_service.config import Settings
 from viewer_service.domain.cqlsh import Dialect
+from viewer_service.domain.scope import ContextMode
 
 BIN = Path(sys.executable).with_name("viewer-service")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
@@ -375,7 +376,7 @@ async def test_an_instance_in_collection_mode_folds_the_batches(tmp_path):
     out = await asyncio.to_thread(run_import, env, d)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.startswith("user_content_consumption: imported 1, merged 0, rejected 0")
-    settings = settings_for(env, tmp_path).model_copy(update={"context_mode": "collection"})
+    settings = settings_for(env, tmp_path).model_copy(update={"context_mode": ContextMode.COLLECTION})
     async with Live(settings) as c:
         got = await post(c, "/v1/view/read", userId="u1", collectionId="c1", contextId="b1", contentId=["do_1"])
         [row] = got["contents"]

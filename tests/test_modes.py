@@ -19,6 +19,8 @@ from progress_helpers import events_for, post, put_collection, queue_empty, stor
 from servers import create_database, drop_database
 from conftest import migrate, wait_until
 
+from viewer_service.domain.scope import ContextMode
+
 DAY = 86_400_000
 MONTH, THREE_MONTHS = 30 * DAY, 91 * DAY
 SDA, DDA, TDA = "single-digit-addition", "double-digit-addition", "triple-digit-addition"
@@ -60,7 +62,7 @@ def settings(request, backend, mode_databases, settings):  # noqa: F811 - extend
     mode = getattr(request, "param", None) or getattr(request.node.get_closest_marker("mode"), "args", [None])[0]
     if mode in (None, "strict"):
         return settings
-    return settings.model_copy(update={"context_mode": mode, "database_url": mode_databases(backend, mode)})
+    return settings.model_copy(update={"context_mode": ContextMode(mode), "database_url": mode_databases(backend, mode)})
 
 
 @pytest.fixture

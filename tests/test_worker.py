@@ -13,9 +13,9 @@ import sqlalchemy as sa
 
 from conftest import wait_until
 from progress_helpers import post, put_collection, queue_empty, stored_enrolment, summary, view
-from viewer_service.adapters.db import progress as repo
+from viewer_service.adapters.db import dirty as repo
 from viewer_service.adapters.db.tables import event_outbox, scope_dirty
-from viewer_service.worker import AggregationWorker
+from viewer_service.services.aggregation import AggregationWorker
 
 pytestmark = pytest.mark.settings(worker_in_serve=False)  # the tests drive the workers
 BIN = Path(sys.executable).with_name("viewer-service")

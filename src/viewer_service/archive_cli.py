@@ -70,7 +70,7 @@ def _prepare(settings: Settings) -> str | None:
     problem = _schema_problem(settings)
     if problem:
         return problem
-    if settings.context_mode != "strict":
+    if settings.context_mode.shared_by_contexts:
         return (f"archiving supports the strict context mode only (this instance: {settings.context_mode}); "
                 f"see docs/archive.md")
 

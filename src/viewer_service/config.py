@@ -7,6 +7,8 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .domain.scope import ContextMode
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VIEWER_", extra="ignore")
@@ -35,7 +37,7 @@ class Settings(BaseSettings):
 
     # How writes and reads resolve their (collection, context) keys; one per instance, recorded
     # in the database (docs/modes.md).
-    context_mode: Literal["strict", "content", "collection"] = "strict"
+    context_mode: ContextMode = ContextMode.STRICT
     # Carry-forward on top of strict mode: the default for contexts that set none of their own.
     carry_forward: Literal["none", "copy-content", "copy-collection", "move"] = "none"
     carry_forward_window_days: int | None = Field(default=None, ge=0, le=36_500)
@@ -104,7 +106,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _carry_needs_strict(self):
-        if self.carry_forward != "none" and self.context_mode != "strict":
+        if self.carry_forward != "none" and self.context_mode.shared_by_contexts:
             raise ValueError("VIEWER_CARRY_FORWARD works on top of VIEWER_CONTEXT_MODE=strict only")
         return self
 

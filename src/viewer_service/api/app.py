@@ -30,7 +30,8 @@ from ..worker import AggregationWorker, build_worker
 from . import assessments, collections, docs, downloads, enrolments, errors, health, summaries, sunbird, views
 from . import dashboard, reports
 from .body import install_openapi
-from .auth import AuthError, Authenticator, resolve_user
+from ..errors import Forbidden
+from .auth import Authenticator, resolve_user
 from .body_guard import BodyGuard
 from .hot import HotRoutes
 from .observe import Observe
@@ -56,7 +57,7 @@ class ServiceApp:
     def require_privileged(self, request: Request, why: str) -> None:
         principal = self.auth.authenticate(request.headers)  # 401 without a valid token (VIEWER_AUTH=jwt)
         if self.settings.auth != "none" and not principal.is_privileged:
-            raise AuthError(403, "FORBIDDEN", why, "request")
+            raise Forbidden(why, "request")
 
     def user_for(self, request: Request, body_user_id: str | None) -> str:
         if self.settings.auth == "none" and body_user_id:

@@ -8,21 +8,17 @@ from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
 
-from ..domain.errors import DomainError
-from ..domain.scope import resolve_scope
 from ..domain.views import RowKey
+from ..errors import DomainError, MissingField
 from ..services.assessments import AttemptInput
+from ..services.reads import read_contents, require_named
 from .assessment_schemas import AssessmentReadRequest, AttemptBody, SubmitBody, SubmitRequest
 from .body import documented, parse
 from .envelope import envelope
-from .views import _msgid, read_entries, read_result
+from .views import _msgid
 
 router = APIRouter(prefix="/v1/assessment", tags=["assessments"])
 _attempt = TypeAdapter(AttemptBody)
-
-
-class MissingField(DomainError):
-    code = "MISSING_FIELD"
 
 
 def _attempt_objects(b: SubmitBody) -> list[AttemptBody] | None:
@@ -52,7 +48,7 @@ def _inputs(request: Request, b: SubmitBody) -> list[AttemptInput]:
         user = app.user_for(request, b.userId)
         if b.contentId is None:
             raise MissingField("contentId is required", "request.contentId")
-        s = resolve_scope(user, b.contentId, b.collectionId, b.contextId, mode)
+        s = mode.resolve(user, b.contentId, b.collectionId, b.contextId)
         ts = app.views.check_ts(b.assessmentTs, "request.assessmentTs") if b.assessmentTs is not None else None
         return [AttemptInput(RowKey(s.user_id, s.collection_id, s.context_id, b.contentId), b.attemptId, ts,
                              b.assessments, "request.assessments")]
@@ -65,7 +61,7 @@ def _inputs(request: Request, b: SubmitBody) -> list[AttemptInput]:
         content = a.contentId or b.contentId
         if content is None:
             raise MissingField("contentId is required, in the attempt or the request", f"{at}.contentId")
-        s = resolve_scope(user, content, a.collectionId or b.collectionId, a.contextId or b.contextId, mode)
+        s = mode.resolve(user, content, a.collectionId or b.collectionId, a.contextId or b.contextId)
         ts = app.views.check_ts(a.assessmentTs, f"{at}.assessmentTs") if a.assessmentTs is not None else None
         out.append(AttemptInput(RowKey(s.user_id, s.collection_id, s.context_id, content), a.attemptId, ts,
                                 a.events, f"{at}.events",
@@ -91,21 +87,20 @@ async def read(request: Request):
     body = await parse(request, AssessmentReadRequest)
     b = body.request
     app = request.app.state.app
-    user, scope, multi, ids, entries = await read_entries(request, b)
-    if not b.contentId:
-        ids = [cid for cid in ids if entries[cid].get("attempts")]  # the whole scope: its scored contents
+    require_named(b.contentId, b.collectionId)
+    r = await read_contents(app.views, app.catalog, app.settings.context_mode, app.user_for(request, b.userId),
+                            b.contentId, b.collectionId, b.contextId)
+    ids = r.ids if b.contentId else [cid for cid in r.ids if r.entries[cid].get("attempts")]  # the scored ones
     details: dict[str, list] = {}
     if b.fields and "attempts" in b.fields and ids:
-        if multi or app.settings.context_mode == "content":  # each content is its own scope
-            parts = await asyncio.gather(*(
-                app.assessments.attempt_details(resolve_scope(user, cid, None, b.contextId, app.settings.context_mode),
-                                                [cid]) for cid in ids))
+        if r.per_content:  # each content is its own scope
+            parts = await asyncio.gather(*(app.assessments.attempt_details(r.scope_of(cid), [cid]) for cid in ids))
             details = {cid: d for part in parts for cid, d in part.items()}
         else:
-            details = await app.assessments.attempt_details(scope, ids)
+            details = await app.assessments.attempt_details(r.scope, ids)
     contents = []
     for cid in ids:
-        e = entries.get(cid) or {}
+        e = r.entries.get(cid) or {}
         item = {"identifier": cid, "score": e.get("score"), "max_score": e.get("max_score"),
                 "attempts": e.get("attempts") or 0}
         if b.fields and "attempts" in b.fields:
@@ -113,5 +108,4 @@ async def read(request: Request):
             if e.get("archived") or len(item["attemptDetails"]) < item["attempts"]:
                 item["archived"] = True  # some attempts' details are in the archive files (docs/archive.md)
         contents.append(item)
-    return envelope("api.assessment.read", read_result(user, scope, multi, b.contextId, contents),
-                    msgid=_msgid(request, body))
+    return envelope("api.assessment.read", r.result(contents), msgid=_msgid(request, body))

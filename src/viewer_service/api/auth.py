@@ -10,6 +10,7 @@ import jwt
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from ..config import Settings
+from ..errors import Forbidden, MissingField, Unauthenticated
 
 LEEWAY_SECONDS = 30
 TOKEN_HEADER = "x-authenticated-user-token"
@@ -21,12 +22,6 @@ class Principal:
     user_id: str | None
     roles: frozenset[str]
     is_privileged: bool  # an admin or service role: may act for any learner
-
-
-class AuthError(Exception):
-    def __init__(self, status: int, code: str, message: str, field: str | None = None):
-        super().__init__(message)
-        self.status, self.code, self.message, self.field = status, code, message, field
 
 
 def _load_keys(spec: str | None) -> list:
@@ -75,11 +70,11 @@ class Authenticator:
             auth = headers.get("authorization", "")
             token = auth[7:].strip() if auth[:7].lower() == "bearer " else None
         if not token:
-            raise AuthError(401, "UNAUTHORIZED", "a user token is required", TOKEN_HEADER)
+            raise Unauthenticated("a user token is required", TOKEN_HEADER, "UNAUTHORIZED")
         claims = self._verify(token)
         sub = claims.get("sub")
         if not isinstance(sub, str) or not sub:
-            raise AuthError(401, "TOKEN_INVALID", "the token has no subject", TOKEN_HEADER)
+            raise Unauthenticated("the token has no subject", TOKEN_HEADER, "TOKEN_INVALID")
         roles = _roles(claims)
         return Principal(subject_user(sub), roles, bool(roles & self.admin_roles))
 
@@ -92,22 +87,22 @@ class Authenticator:
         claims = self._verify(token)
         parent, sub = claims.get("parentId"), claims.get("sub")
         if not isinstance(parent, str) or subject_user(parent) != principal.user_id:
-            raise AuthError(401, "UNAUTHORIZED", "the managed-user token does not name this user as its parent",
-                            MANAGED_HEADER)
+            raise Unauthenticated("the managed-user token does not name this user as its parent",
+                                  MANAGED_HEADER, "UNAUTHORIZED")
         return subject_user(sub)
 
     def _verify(self, token: str) -> dict:
         try:
             alg = jwt.get_unverified_header(token).get("alg")
         except jwt.PyJWTError:
-            raise AuthError(401, "TOKEN_INVALID", "the token is malformed", TOKEN_HEADER) from None
+            raise Unauthenticated("the token is malformed", TOKEN_HEADER, "TOKEN_INVALID") from None
         # Only algorithms with a configured key: never "none", never HS256 keyed by an RSA key.
         if alg == "HS256" and self.secret:
             keys = [self.secret]
         elif alg == "RS256" and self.public_keys:
             keys = self.public_keys
         else:
-            raise AuthError(401, "TOKEN_INVALID", f"tokens signed with {alg!r} are not accepted", TOKEN_HEADER)
+            raise Unauthenticated(f"tokens signed with {alg!r} are not accepted", TOKEN_HEADER, "TOKEN_INVALID")
         options = {"require": ["exp", "sub"], "verify_aud": self.audience is not None}
         last: jwt.PyJWTError | None = None
         for key in keys:
@@ -115,19 +110,19 @@ class Authenticator:
                 return jwt.decode(token, key, algorithms=[alg], audience=self.audience, leeway=LEEWAY_SECONDS,
                                   options=options)
             except jwt.ExpiredSignatureError:
-                raise AuthError(401, "TOKEN_EXPIRED", "the token has expired", TOKEN_HEADER) from None
+                raise Unauthenticated("the token has expired", TOKEN_HEADER, "TOKEN_EXPIRED") from None
             except jwt.InvalidSignatureError as e:
                 last = e  # maybe another of the configured keys
             except jwt.PyJWTError as e:
-                raise AuthError(401, "TOKEN_INVALID", f"the token is invalid: {e}", TOKEN_HEADER) from None
-        raise AuthError(401, "TOKEN_INVALID", f"the token is invalid: {last}", TOKEN_HEADER)
+                raise Unauthenticated(f"the token is invalid: {e}", TOKEN_HEADER, "TOKEN_INVALID") from None
+        raise Unauthenticated(f"the token is invalid: {last}", TOKEN_HEADER, "TOKEN_INVALID")
 
 
 def resolve_user(principal: Principal, body_user_id: str | None, auth_mode: str) -> str:
     """The learner a request acts for."""
     if auth_mode == "none":
         if not body_user_id:
-            raise AuthError(400, "MISSING_FIELD", "request.userId is required", "request.userId")
+            raise MissingField("request.userId is required", "request.userId")
         return body_user_id
     if body_user_id is None or body_user_id == principal.user_id:
         return principal.user_id
@@ -139,4 +134,4 @@ def check_access(principal: Principal, target_user_id: str, auth_mode: str) -> N
     """A learner may only touch their own data; admin and service roles may touch anyone's."""
     if auth_mode == "none" or principal.is_privileged or principal.user_id == target_user_id:
         return
-    raise AuthError(403, "FORBIDDEN", "a learner may only access their own data", "request.userId")
+    raise Forbidden("a learner may only access their own data", "request.userId")

@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from pydantic_core import from_json
 
-from ..domain.collections import Collection, CollectionNotFound
+from ..domain.collections import Collection
+from ..errors import CollectionNotFound
 from .body import documented, parse, path_id
 from .collection_schemas import CollectionRequest
 from .envelope import envelope

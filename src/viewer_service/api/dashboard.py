@@ -8,7 +8,7 @@ from pathlib import Path
 from fastapi import APIRouter
 from starlette.responses import Response
 
-from ..domain.errors import DomainError
+from ..errors import NotFound
 
 router = APIRouter(tags=["dashboard"])
 
@@ -21,11 +21,6 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' 
        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
            "X-Frame-Options": "DENY"}
-
-
-class NotFound(DomainError):
-    status = 404
-    code = "NOT_FOUND"
 
 
 def _files() -> dict[str, Path]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Request
 from starlette.responses import FileResponse
 
-from ..services.downloads import DownloadNotFound, file_name
+from ..errors import DownloadNotFound
+from ..services.downloads import file_name
 from .body import path_id
 from .envelope import envelope
 from .errors import msgid

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from ..domain.errors import DomainError
+from ..errors import ContextNotFound, DomainError
 from ..domain.scope import Scope
-from ..services.enrolments import ContextNotFound
 from .body import documented, parse, path_id
 from .envelope import envelope
 from .errors import msgid
@@ -48,9 +47,9 @@ async def put_context(request: Request, contextId: str):
     app.require_privileged(request, "only an admin or service role may write contexts")
     cid = path_id(contextId, "contextId")
     body = await parse(request, ContextRequest)
-    if body.request.carryForward is not None and app.settings.context_mode != "strict":
+    if body.request.carryForward is not None and app.settings.context_mode.shared_by_contexts:
         raise DomainError("carry-forward works on top of the strict context mode; this instance runs in "
-                          f"{app.settings.context_mode!r} mode", "request.carryForward")
+                          f"'{app.settings.context_mode}' mode", "request.carryForward")
     doc = body.request.model_dump(mode="json", exclude_none=True)
     await app.enrolments.put_context(cid, doc)
     if app.sunbird is not None:

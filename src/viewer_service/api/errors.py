@@ -10,12 +10,21 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
 from ..adapters.db.engine import is_unavailable
-from ..domain.errors import DomainError
-from ..services.views import Unavailable
-from .auth import AuthError
+from ..errors import Forbidden, NotFound, ServiceError, Unauthenticated, Unavailable
 from .envelope import error
 
 log = logging.getLogger(__name__)
+
+# The HTTP status of each branch of errors.py; the nearest listed ancestor decides, else 400.
+STATUS = {NotFound: 404, Unauthenticated: 401, Forbidden: 403, Unavailable: 503}
+
+
+def http_status(exc: ServiceError) -> int:
+    for cls in type(exc).__mro__:
+        status = STATUS.get(cls)
+        if status is not None:
+            return status
+    return 400
 
 # Paths that carry an id are matched by prefix, then by method; a lookup by path alone (the
 # body guard's, which only sees bodies) gets the id of the writing method.
@@ -133,18 +142,12 @@ def install(app: FastAPI) -> None:
         return error(api_id(request), 400, first["code"], f"{first['field']}: {first['message']}", first["field"],
                      msgid(request), errors)
 
-    @app.exception_handler(DomainError)
-    async def _domain(request: Request, exc: DomainError):
-        return error(api_id(request), exc.status, exc.code, exc.message, exc.field, msgid(request))
-
-    @app.exception_handler(AuthError)
-    async def _auth(request: Request, exc: AuthError):
-        return error(api_id(request), exc.status, exc.code, exc.message, exc.field, msgid(request))
-
-    @app.exception_handler(Unavailable)
-    async def _unavailable(request: Request, exc: Unavailable):
-        log.warning("database unavailable: %s", exc)
-        return _unavailable_response(request)
+    @app.exception_handler(ServiceError)
+    async def _service(request: Request, exc: ServiceError):
+        if isinstance(exc, Unavailable):
+            log.warning("database unavailable: %s", exc)
+            return _unavailable_response(request)
+        return error(api_id(request), http_status(exc), exc.code, exc.message, exc.field, msgid(request))
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException):

@@ -6,8 +6,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Request
 from starlette.responses import StreamingResponse
 
-from ..domain.reports import MAX_OFFSET_MINUTES, InvalidReportValue, RosterFilter, parse_time
-from .auth import AuthError, Principal
+from ..domain.reports import MAX_OFFSET_MINUTES, RosterFilter, parse_time
+from ..errors import Forbidden, InvalidReportValue
+from .auth import Principal
 from .body import path_id
 from .envelope import envelope
 from .errors import msgid
@@ -27,7 +28,7 @@ def require_report(request: Request) -> None:
     app = request.app.state.app
     principal = app.auth.authenticate(request.headers)  # 401 without a valid token (VIEWER_AUTH=jwt)
     if not may_report(app, principal):
-        raise AuthError(403, "FORBIDDEN", "reports need an admin role or a report role", "request")
+        raise Forbidden("reports need an admin role or a report role", "request")
 
 
 def _int(request: Request, name: str, default: int | None, lo: int, hi: int) -> int | None:
@@ -131,7 +132,7 @@ async def learner(request: Request, userId: str):
     user = path_id(userId, "userId")
     principal = app.auth.authenticate(request.headers)
     if app.settings.auth != "none" and principal.user_id != user and not may_report(app, principal):
-        raise AuthError(403, "FORBIDDEN", "a learner may only see their own report", "userId")
+        raise Forbidden("a learner may only see their own report", "userId")
     return envelope("api.report.learner", await app.reports.learner(user), msgid=msgid(request))
 
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from ..domain.errors import DomainError, InvalidValue
-from ..services.enrolments import EnrolmentNotFound
+from ..errors import DomainError, EnrolmentNotFound, InvalidValue
 from .body import documented, parse, path_id
 from .enrolments import _msgid, scope_of
 from .envelope import envelope

@@ -10,10 +10,11 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request
 
-from ..domain.sunbird import SunbirdError, data_type, invalid, missing, parse_date
+from ..domain.sunbird import data_type, invalid, missing, parse_date
+from ..errors import Forbidden, NotFound, SunbirdError
 from ..services.sunbird import AssessmentState, ContentState
 from ..services.views import MIN_TS
-from .auth import AuthError, subject_user
+from .auth import subject_user
 from .body import unstorable
 from .envelope import envelope
 from .errors import msgid
@@ -42,7 +43,7 @@ def _acting(request: Request, body_user: str | None, private: bool, field: str =
     app = request.app.state.app
     if private:
         if not app.settings.private_routes:
-            raise SunbirdError("NOT_FOUND", "the /private/ routes are turned off (VIEWER_PRIVATE_ROUTES)", None, 404)
+            raise NotFound("the /private/ routes are turned off (VIEWER_PRIVATE_ROUTES)")
         return Acting(body_user, None)
     if app.settings.auth == "none":
         return Acting(body_user, None)  # trusted: a gateway authenticated the caller
@@ -53,7 +54,7 @@ def _acting(request: Request, body_user: str | None, private: bool, field: str =
         return Acting(body_user or own, None)
     allowed = frozenset(u for u in (principal.user_id, managed) if u)
     if body_user is not None and body_user not in allowed:
-        raise AuthError(403, "FORBIDDEN", "a learner may only access their own data", field)
+        raise Forbidden("a learner may only access their own data", field)
     return Acting(body_user or own, allowed)
 
 
@@ -137,7 +138,7 @@ def _content(item: Any, n: int, acting: Acting) -> ContentState:
             raise SunbirdError("INVALID_PARAMETER_VALUE", str(e), f"{at}.progressdetails") from None
     user = _user(item.get("userId"), f"{at}.userId") or acting.user
     if not acting.may(user):
-        raise AuthError(403, "FORBIDDEN", "a learner may only write their own progress", f"{at}.userId")
+        raise Forbidden("a learner may only write their own progress", f"{at}.userId")
     return ContentState(user, content, course, batch, status, progress, details,
                         times["lastAccessTime"], times["lastCompletedTime"])
 
@@ -167,7 +168,7 @@ def _assessment(item: Any, n: int, acting: Acting, now: int, skew: int) -> Asses
     if not isinstance(events, list):
         raise SunbirdError("EVENTS_DATA_MISSING", "Events array is mandatory", f"{at}.events")
     if not acting.may(user):
-        raise AuthError(403, "FORBIDDEN", "a learner may only submit their own attempts", f"{at}.userId")
+        raise Forbidden("a learner may only submit their own attempts", f"{at}.userId")
     return AssessmentState(user, content, course, batch, attempt, min(ts, now + skew), events, f"{at}.events")
 
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import APIRouter, Request
 
-from ..domain.errors import DomainError
-from ..domain.scope import Scope, resolve_scope
 from ..domain.views import End, RowKey, Start, Update
+from ..errors import DomainError
+from ..services.reads import read_contents, require_named
 from .body import documented, parse
 from .envelope import envelope
 from .errors import msgid
@@ -20,7 +18,7 @@ router = APIRouter(prefix="/v1/view", tags=["views"])
 def _key(request: Request, b: ViewKeys) -> tuple[RowKey, int]:
     app = request.app.state.app
     user = app.user_for(request, b.userId)
-    s = resolve_scope(user, b.contentId, b.collectionId, b.contextId, app.settings.context_mode)
+    s = app.settings.context_mode.resolve(user, b.contentId, b.collectionId, b.contextId)
     return RowKey(s.user_id, s.collection_id, s.context_id, b.contentId), app.views.check_ts(b.ts)
 
 
@@ -65,55 +63,17 @@ async def end(request: Request):
     return envelope("api.view.end", {b.contentId: "Progress ended"}, msgid=_msgid(request, body))
 
 
-async def read_entries(request: Request, b) -> tuple[str, Scope, bool, list[str], dict[str, dict]]:
-    """The live entries a read names: (user, scope, one scope per content?, content ids, entries).
-    Shared by view/read and assessment/read."""
-    app = request.app.state.app
-    if b.contentId is None and b.collectionId is None:
-        raise DomainError("give contentId, or a collectionId to read all its contents", "request.contentId")
-    user = app.user_for(request, b.userId)
-    mode = app.settings.context_mode
-    first = b.contentId[0] if b.contentId else None
-    if mode == "content":
-        # Every content is its own scope; a collection read covers its leaves.
-        scope = Scope(user, b.collectionId or first, b.contextId or b.collectionId or first)
-        if b.contentId:
-            ids = list(dict.fromkeys(b.contentId))
-        else:
-            collection = await app.catalog.get(b.collectionId)
-            ids = list(collection.leaf_nodes) if collection is not None else []
-        return user, scope, b.collectionId is None, ids, await _per_content(app, user, ids, b, mode)
-    scope = resolve_scope(user, first, b.collectionId, b.contextId, mode)
-    multi = bool(b.contentId and len(b.contentId) > 1 and b.collectionId is None)
-    if multi:
-        # Without a collection each content is its own scope (seed scenario 1).
-        ids = list(dict.fromkeys(b.contentId))
-        entries = await _per_content(app, user, ids, b, mode)
-    else:
-        entries = await app.views.read(scope, b.contentId)
-        ids = list(dict.fromkeys(b.contentId)) if b.contentId else sorted(entries)
-    return user, scope, multi, ids, entries
-
-
-async def _per_content(app, user: str, ids: list[str], b, mode: str) -> dict[str, dict]:
-    found = await asyncio.gather(*(
-        app.views.read(resolve_scope(user, cid, None, b.contextId, mode), [cid]) for cid in ids))
-    return {cid: e for part in found for cid, e in part.items()}
-
-
-def read_result(user: str, scope: Scope, multi: bool, context_id: str | None, contents: list) -> dict:
-    return {"userId": user, "collectionId": None if multi else scope.collection_id,
-            "contextId": context_id if multi else scope.context_id, "contents": contents}
-
-
 @router.post("/read", openapi_extra=documented(ReadRequest), summary="Read contents' status and progress (reflects every acknowledged write)")
 async def read(request: Request):
     body = await parse(request, ReadRequest)
     b = body.request
-    user, scope, multi, ids, entries = await read_entries(request, b)
+    app = request.app.state.app
+    require_named(b.contentId, b.collectionId)
+    r = await read_contents(app.views, app.catalog, app.settings.context_mode, app.user_for(request, b.userId),
+                            b.contentId, b.collectionId, b.contextId)
     contents = []
-    for cid in ids:
-        e = entries.get(cid)
+    for cid in r.ids:
+        e = r.entries.get(cid)
         contents.append({
             "identifier": cid,
             "status": e["status"] if e else 0,
@@ -131,5 +91,4 @@ async def read(request: Request):
             # Why is this complete? Where the status was carried from, when, under which rule;
             # null when it was earned in this scope (docs/modes.md).
             contents[-1]["provenance"] = e.get("carriedFrom") if e else None
-    return envelope("api.view.read", read_result(user, scope, multi, b.contextId, contents),
-                    msgid=_msgid(request, body))
+    return envelope("api.view.read", r.result(contents), msgid=_msgid(request, body))

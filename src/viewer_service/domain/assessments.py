@@ -13,24 +13,8 @@ from typing import Any
 
 import orjson
 
-from .errors import DomainError
+from ..errors import InvalidEvent, InvalidScore
 from .events import fact_uuid
-
-
-class InvalidEvent(DomainError):
-    code = "INVALID_EVENT"
-
-
-class InvalidScore(DomainError):
-    code = "INVALID_SCORE"
-
-
-class TooManyEvents(DomainError):
-    code = "TOO_MANY_EVENTS"
-
-
-class ContentNotInCollection(DomainError):
-    code = "CONTENT_NOT_IN_COLLECTION"
 
 
 @dataclass(frozen=True, slots=True)

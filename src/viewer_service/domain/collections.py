@@ -9,20 +9,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import DomainError
+from ..errors import InvalidCollection
 
 COLLECTION_MIME = "application/vnd.ekstep.content-collection"
 MAX_DEPTH = 32  # real courses nest 3-5 levels; the bound keeps recursion safe
 _ID = re.compile(r"[^\x00-\x1f\x7f]{1,256}")
-
-
-class InvalidCollection(DomainError):
-    code = "INVALID_VALUE"
-
-
-class CollectionNotFound(DomainError):
-    status = 404
-    code = "COLLECTION_NOT_FOUND"
 
 
 @dataclass(frozen=True, slots=True)

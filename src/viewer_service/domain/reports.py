@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import orjson
 
-from .errors import DomainError
+from ..errors import InvalidReportValue
 
 DAY_MS = 86_400_000
 MAX_OFFSET_MINUTES = 14 * 60
@@ -18,15 +18,6 @@ MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z  # UTC-14:00 .. UTC+14:
 # The progress histogram: 0, 1-10, 11-20, ..., 81-90, 91-99, 100.
 BUCKETS = ("0", *(f"{lo}-{lo + 9}" for lo in range(1, 91, 10)), "91-99", "100")
 STATUSES = (0, 1, 2)
-
-
-class InvalidReportValue(DomainError):
-    code = "INVALID_VALUE"
-
-
-class ContextNotFound(DomainError):
-    status = 404
-    code = "CONTEXT_NOT_FOUND"
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,20 +8,11 @@ import time
 from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 
-from .errors import DomainError
+from ..errors import SunbirdError
 from .views import COMPLETED, IN_PROGRESS, NOT_STARTED
 
 # lms-service's "yyyy-MM-dd HH:mm:ss:SSSZ", e.g. "2020-11-23 12:58:35:179+0000".
 _DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2}):(\d{3})([+-])(\d{2}):?(\d{2})")
-
-
-class SunbirdError(DomainError):
-    """An error answered with one of lms-service's codes (its ResponseCode names)."""
-
-    def __init__(self, code: str, message: str, field: str | None = None, status: int = 400):
-        super().__init__(message, field)
-        self.code = code
-        self.status = status
 
 
 def missing(name: str, field: str) -> SunbirdError:

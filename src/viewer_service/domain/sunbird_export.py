@@ -12,7 +12,7 @@ import orjson
 
 from . import cqlsh
 from .assessments import grand_total
-from .scope import resolve_scope
+from .scope import ContextMode
 
 TABLES = ("user_content_consumption", "user_enrolments", "assessment_aggregator", "user_activity_agg")
 
@@ -127,12 +127,12 @@ _UCC_READS = ("userid", "courseid", "batchid", "contentid", "status", "progress"
               "datetime", "lastcompletedtime", "viewcount", "timespent", "progressdetails")
 
 
-def consumption_row(r: dict, mode: str, now_ms: int) -> tuple:
+def consumption_row(r: dict, mode: ContextMode, now_ms: int) -> tuple:
     g = r.get
     return _consumption(*(g(c, "") for c in _UCC_READS), mode, now_ms)
 
 
-def consumption_mapper(header: Header, mode: str, now_ms: int) -> Callable[[list[str]], tuple]:
+def consumption_mapper(header: Header, mode: ContextMode, now_ms: int) -> Callable[[list[str]], tuple]:
     """consumption_row for records as read, without a dict per row (the import's hot path)."""
     pick, width = header.picker(_UCC_READS), header.width
 
@@ -151,10 +151,10 @@ def _consumption(user, course, batch, content, status, progress, last_access, la
     if batch and len(batch) > 256:
         raise Reject("batchid is longer than 256 characters")
     batch = batch or None
-    if mode == "strict":
+    if mode is ContextMode.STRICT:
         collection, context = course, batch or course
     else:
-        s = resolve_scope(user, content, course, batch, mode)
+        s = mode.resolve(user, content, course, batch)
         collection, context = s.collection_id, s.context_id
     ts, integer = cqlsh.timestamp, cqlsh.integer
     col = "status"
@@ -268,10 +268,10 @@ def _question(q: Any, i: int) -> dict:
             "params": q.get("params") or [], "duration": num("duration"), "assess_ts": ts}
 
 
-def assessment_row(r: dict, mode: str, now_ms: int) -> tuple:
+def assessment_row(r: dict, mode: ContextMode, now_ms: int) -> tuple:
     user, course, batch = _need(r, "userid"), _need(r, "courseid"), _need(r, "batchid")
     content, attempt = _need(r, "contentid"), _need(r, "attemptid")
-    s = resolve_scope(user, content, course, batch, mode)
+    s = mode.resolve(user, content, course, batch)
     questions = _parse(cqlsh.literal, r, "question") or []
     if not isinstance(questions, list):
         raise Reject("question is not a list")

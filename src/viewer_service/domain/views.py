@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .errors import ViewNotStarted
+from ..errors import ViewNotStarted
 from .scope import Scope
 
 NOT_STARTED, IN_PROGRESS, COMPLETED = 0, 1, 2

@@ -26,9 +26,8 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..adapters import archive_files as files
-from ..adapters.db import archive as repo
+from ..adapters.db import archive as repo, repairs
 from ..adapters.db.engine import reader
-from ..adapters.db.views import add_repairs
 from ..clock import now_ms
 from ..domain.scope import Scope
 
@@ -156,7 +155,7 @@ class Archiver:
             await repo.delete_hot(conn, moved, moved_attempts)
             await repo.replace_archived(conn, kept, [_key(r) for r in moved if _key(r) in before])
             if self.forget is None:
-                await add_repairs(conn, good, now)
+                await repairs.add(conn, good, now)
             counts = {"scopes": len(good), "rows": len(moved), "attempts": len(moved_attempts),
                       "skipped": len(by_scope) - len(good), "chunks": 1}
             await repo.finish_chunk(conn, chunk_id, counts, len(good) < len(by_scope), now)
@@ -230,11 +229,8 @@ class Archiver:
             after = users[-1]
 
     async def count_archived_users(self) -> int:
-        import sqlalchemy as sa
-
-        from ..adapters.db.tables import archived_consumption as arc
         async with self.reader.connect() as conn:
-            return (await conn.execute(sa.select(sa.func.count(sa.distinct(arc.c.user_id))))).scalar_one()
+            return await repo.count_archived_users(conn)
 
     async def _restore_users(self, users: list[str]) -> dict:
         async with self.reader.connect() as conn:
@@ -268,18 +264,15 @@ class Archiver:
             await repo.mark_dead(conn, ids, now)
             # The cache says "archived": drop it (marks too: a fill racing this commit is dropped again).
             scopes = {Scope(*_key(r)[:3]) for r in kept}
-            await add_repairs(conn, scopes, now)
+            await repairs.add(conn, scopes, now)
         if self.forget is not None:
             await self.forget(sorted(scopes, key=_skey))
         return {"users": len({r.user_id for r in kept}), "rows": len(rows), "attempts": len(attempts)}
 
     async def _drop_empty_chunks(self) -> int:
         """After a full restore: chunks no archived row references any more go, files and all."""
-        import sqlalchemy as sa
-
-        from ..adapters.db.tables import archived_consumption as arc
         async with self.reader.connect() as conn:
-            if (await conn.execute(sa.select(arc.c.user_id).limit(1))).first() is not None:
+            if await repo.any_archived(conn):
                 return 0
             done = await repo.chunks(conn, state="done")
         for c in done:

@@ -5,29 +5,25 @@ cache like any view write: reads of scores are read-after-write through the same
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .. import metrics
-from ..adapters.db import assessments as repo, outbox, views as views_repo
-from ..adapters.db.progress import load_enrolment
+from ..adapters.db import assessments as repo, dirty, outbox, views as views_repo
+from ..adapters.db.enrolments import load_enrolment
+from ..adapters.db.transaction import Transactions
 from ..batching import Batcher
 from ..clock import now_ms
-from ..domain.assessments import (ContentNotInCollection, InvalidEvent, ScoredAttempt, StoredAttempt, TooManyEvents,
-                                  best_attempt, cdata_attempt_id, derived_attempt_id, parse_event, replaces,
-                                  score_attempt)
-from ..domain.errors import DomainError
+from ..domain.assessments import (ScoredAttempt, StoredAttempt, best_attempt, cdata_attempt_id, derived_attempt_id,
+                                  parse_event, replaces, score_attempt)
+from ..errors import ContentNotInCollection, DomainError, InvalidEvent, TooManyEvents
 from ..domain.events import cert_reissue_event
 from ..domain.scope import Scope
 from ..domain.views import ArchivedView, ContentView, RowKey, Start, apply, next_version
 from .catalog import Catalog
-from .views import MIN_TS, ViewService, _retryable, _translate
-
-_RETRIES = metrics.WRITE_RETRIES.labels("assessments")
+from .views import MIN_TS, ViewService
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +46,7 @@ class AssessmentService:
     def __init__(self, engine: AsyncEngine, views: ViewService, catalog: Catalog, *, max_events: int,
                  clock: Callable[[], int] = now_ms, carry=None, max_batch: int = 256, flushers: int = 1):
         self.engine = engine
+        self.tx = Transactions(engine, "assessments")
         self.carry = carry
         self._batches = Batcher(self._commit_batch, max_batch, flushers, name="assessments")
         self.views = views
@@ -114,74 +111,61 @@ class AssessmentService:
         final = {v.key: v for v in touched}
         return [[final[k] for k in dict.fromkeys(s.key for s in r) if k in final] for r in requests]
 
-    async def _commit(self, scored: Sequence[_Scored]) -> list[ContentView]:
-        for attempt in range(10):
-            try:
-                return await self._commit_once(scored)
-            except Exception as e:
-                if attempt == 9 or not _retryable(e):
-                    raise _translate(e) from e
-                _RETRIES.inc()
-                await asyncio.sleep(0.001 * (attempt + 1))
-        raise AssertionError("unreachable")
+    def _commit(self, scored: Sequence[_Scored]) -> Awaitable[list[ContentView]]:
+        return self.tx.write(lambda conn: self._commit_once(conn, scored))
 
-    async def _commit_once(self, scored: Sequence[_Scored]) -> list[ContentView]:
+    async def _commit_once(self, conn, scored: Sequence[_Scored]) -> list[ContentView]:
         now = self.clock()
         by_key: dict[RowKey, list[ScoredAttempt]] = {}
         for s in scored:
             by_key.setdefault(s.key, []).append(s.attempt)
         created, updated, events = [], [], []
         enrolled: dict[Scope, bool] = {}
-        async with self.engine.begin() as conn:
-            # The consumption row's lock serialises every submit for that content.
-            rows = await views_repo.lock_rows(conn, by_key)
-            hot = set(rows)
-            # Attempts archived (docs/archive.md) still count, and their best still competes.
-            archived = await views_repo.archived_rows(conn, by_key)
-            rows.update({k: a.live() for k, a in archived.items() if k not in hot})
-            all_stored = await repo.load_attempts_many(conn, by_key)
-            inserts: list[tuple[RowKey, list[ScoredAttempt]]] = []
-            for key in sorted(by_key, key=lambda k: (k.user_id, k.collection_id, k.context_id, k.content_id)):
-                stored = all_stored.get(key, {})
-                fresh, replaced = _decide(stored, by_key[key])
-                if not fresh and not replaced:
-                    continue  # stale or identical: nothing changes, no attempt counted
-                inserts.append((key, fresh))
-                await repo.replace_attempts(conn, key, replaced, now)
-                old = rows.get(key)
-                new = _with_best(old, key, stored, [*fresh, *replaced], now, archived.get(key))
-                (updated if key in hot else created).append(new)
-                before = (old.best_score, old.best_max_score) if old is not None else (None, None)
-                if before != (new.best_score, new.best_max_score):
-                    s = key.scope
-                    if s not in enrolled:
-                        e = await load_enrolment(conn, s)
-                        enrolled[s] = e is not None and e.active
-                    targets = [s] if enrolled[s] else []
-                    if self.carry is not None and self.carry.mode != "strict":
-                        # The row counts for every enrolment that reads it (docs/modes.md).
-                        targets += await self.carry.dependents(conn, s, [new])
-                    for t in targets:
-                        events.append(cert_reissue_event(t.user_id, t.collection_id, t.context_id, key.content_id,
-                                                         new.best_attempt_id, new.version, now))
-            await repo.insert_attempts_many(conn, inserts, now)
-            await views_repo.insert_rows(conn, created)
-            await views_repo.update_rows(conn, updated)
-            touched = [*created, *updated]
-            # Same transaction: the worker recomputes the scope's aggregates with the new scores.
-            await views_repo.mark_dirty(conn, {v.key.scope for v in touched}, now)
-            for user in {e.payload["edata"]["userIds"][0] for e in events}:
-                await outbox.enqueue(conn, user, [e for e in events if e.payload["edata"]["userIds"][0] == user], now)
+        # The consumption row's lock serialises every submit for that content.
+        rows = await views_repo.lock_rows(conn, by_key)
+        hot = set(rows)
+        # Attempts archived (docs/archive.md) still count, and their best still competes.
+        archived = await views_repo.archived_rows(conn, by_key)
+        rows.update({k: a.live() for k, a in archived.items() if k not in hot})
+        all_stored = await repo.load_attempts_many(conn, by_key)
+        inserts: list[tuple[RowKey, list[ScoredAttempt]]] = []
+        for key in sorted(by_key, key=lambda k: (k.user_id, k.collection_id, k.context_id, k.content_id)):
+            stored = all_stored.get(key, {})
+            fresh, replaced = _decide(stored, by_key[key])
+            if not fresh and not replaced:
+                continue  # stale or identical: nothing changes, no attempt counted
+            inserts.append((key, fresh))
+            await repo.replace_attempts(conn, key, replaced, now)
+            old = rows.get(key)
+            new = _with_best(old, key, stored, [*fresh, *replaced], now, archived.get(key))
+            (updated if key in hot else created).append(new)
+            before = (old.best_score, old.best_max_score) if old is not None else (None, None)
+            if before != (new.best_score, new.best_max_score):
+                s = key.scope
+                if s not in enrolled:
+                    e = await load_enrolment(conn, s)
+                    enrolled[s] = e is not None and e.active
+                targets = [s] if enrolled[s] else []
+                if self.carry is not None and self.carry.mode.shared_by_contexts:
+                    # The row counts for every enrolment that reads it (docs/modes.md).
+                    targets += await self.carry.dependents(conn, s, [new])
+                for t in targets:
+                    events.append(cert_reissue_event(t.user_id, t.collection_id, t.context_id, key.content_id,
+                                                     new.best_attempt_id, new.version, now))
+        await repo.insert_attempts_many(conn, inserts, now)
+        await views_repo.insert_rows(conn, created)
+        await views_repo.update_rows(conn, updated)
+        touched = [*created, *updated]
+        # Same transaction: the worker recomputes the scope's aggregates with the new scores.
+        await dirty.mark(conn, {v.key.scope for v in touched}, now)
+        for user in {e.payload["edata"]["userIds"][0] for e in events}:
+            await outbox.enqueue(conn, user, [e for e in events if e.payload["edata"]["userIds"][0] == user], now)
         return touched
 
     # -- read -----------------------------------------------------------------
 
     async def attempt_details(self, scope: Scope, content_ids: Sequence[str] | None) -> dict[str, list[dict]]:
-        try:
-            async with self.views.reader.connect() as conn:
-                found = await repo.attempt_details(conn, scope, content_ids)
-        except Exception as e:
-            raise _translate(e) from e
+        found = await self.tx.read(lambda conn: repo.attempt_details(conn, scope, content_ids))
         return {cid: [{"attemptId": r.attempt_id, "score": r.total_score, "max_score": r.total_max_score,
                        "grand_total": r.grand_total, "lastAttemptedOn": r.last_attempted_on} for r in rows]
                 for cid, rows in found.items()}

@@ -12,18 +12,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..adapters.db import carry as repo, views as views_repo
-from ..adapters.db.progress import where_scope
-from ..adapters.db.tables import user_content_consumption as ucc
-from ..adapters.db.views import to_row
+from ..adapters.db import assessments as attempts_repo, dirty, enrolments as enrol_repo, progress, views as views_repo
+from ..adapters.db.locks import lock_learners
 from ..clock import now_ms
 from ..domain.carry import (COPY_MODES, CarryRule, Target, carried_row, is_earned, merge_rows, pick_sources,
                             provenance, qualifies, rule_for)
 from ..domain.collections import Collection
-from ..domain.scope import Scope
+from ..domain.scope import ContextMode, Scope
 from ..domain.views import COMPLETED, ContentView, RowKey
 
 
@@ -44,21 +41,21 @@ def _scope(r) -> Scope:
 
 
 class Carry:
-    def __init__(self, mode: str, default: CarryRule, catalog, clock: Callable[[], int] = now_ms):
-        self.mode = mode
+    def __init__(self, mode: ContextMode | str, default: CarryRule, catalog, clock: Callable[[], int] = now_ms):
+        self.mode = ContextMode(mode)
         self.default = default
         self.catalog = catalog
         self.clock = clock
 
     def target(self, e) -> Target:
-        """The carry target of an enrolment row (from repo.enrolments_with_contexts)."""
+        """The carry target of an enrolment row (from enrolments.enrolments_with_contexts)."""
         return Target(_scope(e), e.enrolled_date, e.start_date, e.end_date,
                       rule_for(self.default, e.context_document))
 
     async def target_of(self, conn: AsyncConnection, s: Scope, enrolments=None) -> Target | None:
         """`enrolments`: the learner's active ones with contexts, when the caller has them."""
         if enrolments is None:
-            enrolments = await repo.enrolments_with_contexts(conn, s.user_id)
+            enrolments = await enrol_repo.enrolments_with_contexts(conn, s.user_id)
         for e in enrolments:
             if _scope(e) == s:
                 return self.target(e)
@@ -69,7 +66,7 @@ class Carry:
     async def on_enrol(self, conn: AsyncConnection, s: Scope, collection: Collection | None) -> Outcome:
         """The post-enrol action: copy or move progress into the (active) enrolment `s`. The
         caller holds the scope lock of `s`."""
-        if self.mode != "strict" or collection is None:
+        if self.mode.shared_by_contexts or collection is None:
             return Outcome()  # an unknown collection is carried when the worker first recomputes it
         t = await self.target_of(conn, s)
         if t is None:
@@ -89,8 +86,8 @@ class Carry:
             # A write completing one of the learner's contents either committed before this read
             # (and is read here), or waits for this enrolment to commit and then carries into it
             # (on_completed). Either way the completion is carried before both have answered.
-            await repo.lock_learners(conn, [t.scope.user_id], shared=False)
-        candidates = await repo.user_rows(conn, t.scope.user_id, contents or collection.leaf_nodes)
+            await lock_learners(conn, [t.scope.user_id], shared=False)
+        candidates = await views_repo.user_rows(conn, t.scope.user_id, contents or collection.leaf_nodes)
         if only is not None:
             candidates = [v for v in candidates if v.key.scope in (only, t.scope)]
         done_here = {v.key.content_id for v in candidates if v.key.scope == t.scope and v.status == COMPLETED}
@@ -110,24 +107,24 @@ class Carry:
                 continue
             (updated if key in existing else created).append(row)
             if row.best_attempt_id == src.best_attempt_id:
-                await repo.copy_attempt(conn, src.key, key, src.best_attempt_id)
+                await attempts_repo.copy_attempt(conn, src.key, key, src.best_attempt_id)
         await views_repo.insert_rows(conn, created)
         await views_repo.update_rows(conn, updated)
         if mark:  # the worker, recomputing `s` itself, needs no new mark
-            await views_repo.mark_dirty(conn, [s], now)
+            await dirty.mark(conn, [s], now)
         return Outcome(rows=created + updated)
 
     async def _move(self, conn: AsyncConnection, t: Target, collection: Collection) -> Outcome:
         """Move the progress of the same collection's other ongoing enrolments into `t`."""
         out = Outcome()
         now = self.clock()
-        for e in await repo.enrolments_with_contexts(conn, t.scope.user_id):
+        for e in await enrol_repo.enrolments_with_contexts(conn, t.scope.user_id):
             src = _scope(e)
             if e.collection_id != t.scope.collection_id or src == t.scope:
                 continue
             if e.end_date is not None and e.end_date < t.enrolled_date:
                 continue  # that batch is over: not an ongoing one
-            rows = await self._scope_rows(conn, src)
+            rows = await views_repo.lock_scope(conn, src)
             last = max((v.last_access_time or v.last_completed_time or 0 for v in rows), default=None)
             if not rows or not qualifies(t, last):
                 continue
@@ -140,14 +137,8 @@ class Carry:
                 continue
             out.add(await self._move_scope(conn, src, t, rows, now))
         if out.rows or out.moved_from:
-            await views_repo.mark_dirty(conn, [t.scope], now)
+            await dirty.mark(conn, [t.scope], now)
         return out
-
-    async def _scope_rows(self, conn: AsyncConnection, s: Scope) -> list[ContentView]:
-        q = sa.select(ucc).where(where_scope(ucc, s)).order_by(ucc.c.content_id)
-        if conn.dialect.name == "postgresql":
-            q = q.with_for_update()
-        return [to_row(r) for r in await conn.execute(q)]
 
     async def _move_scope(self, conn: AsyncConnection, src: Scope, t: Target, rows: list[ContentView],
                           now: int) -> Outcome:
@@ -164,9 +155,10 @@ class Carry:
             (updated if key in existing else created).append(merged)
         await views_repo.insert_rows(conn, created)
         await views_repo.update_rows(conn, updated)
-        await repo.move_attempts(conn, src, s)
-        await repo.delete_rows(conn, src)
-        await repo.set_moved(conn, src, {"contextId": s.context_id, "collectionId": s.collection_id, "at": now}, now)
+        await attempts_repo.move_attempts(conn, src, s)
+        await views_repo.delete_scope(conn, src)
+        await progress.delete_aggs(conn, src)
+        await enrol_repo.set_moved(conn, src, {"contextId": s.context_id, "collectionId": s.collection_id, "at": now}, now)
         return Outcome(rows=created + updated, emptied=[src], moved_from=[src])
 
     # -- continuous -------------------------------------------------------------
@@ -182,12 +174,12 @@ class Carry:
         known only to the remote catalog is left to the worker, which also re-checks everything
         later (the completion marked its scope dirty)."""
         done = [v for v in completed if v.status == COMPLETED and is_earned(v)]
-        if self.mode != "strict" or not done:
+        if self.mode.shared_by_contexts or not done:
             return []
         out: list[ContentView] = []
         users = sorted({v.key.user_id for v in done})
-        await repo.lock_learners(conn, users, shared=True)  # then an enrolment being made is seen
-        enrolments = await repo.enrolments_of(conn, users)
+        await lock_learners(conn, users, shared=True)  # then an enrolment being made is seen
+        enrolments = await enrol_repo.enrolments_of(conn, users)
         # In key order, as every other writer locks rows: concurrent batches queue, not deadlock.
         for e in sorted(enrolments, key=lambda e: (e.user_id, e.collection_id, e.context_id)):
             t = self.target(e)
@@ -204,9 +196,9 @@ class Carry:
                          enrolments=None) -> list[Scope]:
         """Active enrolments to recompute because the rows stored in `s` (`own`) changed: those
         that count them (collection and content modes) or may copy their completions (strict)."""
-        if self.mode == "strict":
+        if self.mode is ContextMode.STRICT:
             done = {v.key.content_id for v in own if v.status == COMPLETED and is_earned(v)}
-        elif self.mode == "content":
+        elif self.mode is ContextMode.CONTENT:
             done = {v.key.content_id for v in own if v.key.content_id == v.key.collection_id}
         else:
             done = {v.key.content_id for v in own} if s.context_id == s.collection_id else set()
@@ -214,15 +206,15 @@ class Carry:
             return []
         out = []
         if enrolments is None:
-            enrolments = await repo.enrolments_with_contexts(conn, s.user_id)
+            enrolments = await enrol_repo.enrolments_with_contexts(conn, s.user_id)
         for e in enrolments:
             es = _scope(e)
             if es == s:
                 continue
-            if self.mode == "strict":
+            if self.mode is ContextMode.STRICT:
                 if self.target(e).rule.mode not in COPY_MODES:
                     continue
-            elif self.mode == "collection":
+            elif self.mode is ContextMode.COLLECTION:
                 if e.collection_id == s.collection_id:
                     out.append(es)
                 continue
@@ -233,5 +225,5 @@ class Carry:
 
     async def rows_for(self, conn: AsyncConnection, s: Scope, collection: Collection | None) -> list[ContentView]:
         leaves = collection.leaf_nodes if collection is not None else ()
-        return await repo.mode_rows(conn, s, self.mode, leaves)
+        return await views_repo.mode_rows(conn, s, self.mode, leaves)
 

@@ -17,11 +17,11 @@ import orjson
 from pydantic_core import from_json
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ..adapters.db import collections as repo, progress as progress_repo
-from ..adapters.db.engine import reader
+from ..adapters.db import collections as repo, dirty
+from ..adapters.db.transaction import Transactions
 from ..clock import now_ms
-from ..domain.collections import Collection, InvalidCollection, from_hierarchy
-from .views import _translate as _db_error
+from ..domain.collections import Collection, from_hierarchy
+from ..errors import InvalidCollection
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class Catalog:
                  max_document_bytes: int = 1_048_576, fetch_timeout: float = FETCH_TIMEOUT_SECONDS,
                  clock: Callable[[], float] = time.monotonic, now: Callable[[], int] = now_ms):
         self.engine = engine
-        self.reader = reader(engine)
+        self.tx = Transactions(engine)
         self.fetch_url = fetch_url.rstrip("/") if fetch_url else None
         self._http = httpx.AsyncClient(timeout=fetch_timeout) if fetch_url else None
         self.ttl, self.max_entries, self.max_bytes = ttl, max_entries, max_document_bytes
@@ -64,16 +64,15 @@ class Catalog:
         c = from_hierarchy(doc, collection_id)
         self._check_size(doc)
         now = self.now()
-        try:
-            async with self.engine.begin() as conn:
-                old = await repo.structure(conn, collection_id)
-                await repo.upsert(conn, c, now)
-                new = await repo.structure(conn, collection_id)
-                if old != new:
-                    # Scopes waiting for it, or computed against the old structure, are due now.
-                    await progress_repo.requeue_collection(conn, collection_id, now)
-        except Exception as e:
-            raise _db_error(e) from e
+
+        async def upsert(conn):
+            old = await repo.structure(conn, collection_id)
+            await repo.upsert(conn, c, now)
+            if old != await repo.structure(conn, collection_id):
+                # Scopes waiting for it, or computed against the old structure, are due now.
+                await dirty.requeue_collection(conn, collection_id, now)
+
+        await self.tx.write(upsert)
         c = replace(c, updated_at=now)
         self._puts += 1
         self._loading.pop(collection_id, None)
@@ -115,11 +114,7 @@ class Catalog:
 
     async def _load(self, collection_id: str) -> Collection | None:
         puts = self._puts
-        try:
-            async with self.reader.connect() as conn:
-                c = await repo.load(conn, collection_id)
-        except Exception as e:
-            raise _db_error(e) from e
+        c = await self.tx.read(lambda conn: repo.load(conn, collection_id))
         if c is None and self._http is not None:
             c = await self._fetch_and_store(collection_id)
         if puts == self._puts:
@@ -131,14 +126,14 @@ class Catalog:
         if c is None:
             return None
         now = self.now()
-        try:
-            async with self.engine.begin() as conn:
-                if not await repo.insert_absent(conn, c, now):
-                    return await repo.load(conn, collection_id)  # a PUT got there first
-                await progress_repo.requeue_collection(conn, collection_id, now)
-        except Exception as e:
-            raise _db_error(e) from e
-        return replace(c, updated_at=now)
+
+        async def insert(conn):
+            if not await repo.insert_absent(conn, c, now):
+                return await repo.load(conn, collection_id)  # a PUT got there first
+            await dirty.requeue_collection(conn, collection_id, now)
+            return replace(c, updated_at=now)
+
+        return await self.tx.write(insert)
 
     async def _fetch(self, collection_id: str) -> Collection | None:
         """GET {url}/{id} -> {"result": {"content": <hierarchy>}}. Any failure means unknown."""

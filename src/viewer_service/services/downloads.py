@@ -21,10 +21,9 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..adapters.db import downloads as repo
-from ..adapters.db.engine import reader
+from ..adapters.db.transaction import Transactions
 from ..clock import now_ms
-from ..domain.errors import DomainError
-from .views import _translate
+from ..errors import DownloadNotFound, InvalidFormat
 
 FORMATS = ("csv", "json")
 CSV_COLUMNS = ("userId", "collectionId", "contextId", "collectionName", "enrolledDate", "enrolledDateIso",
@@ -35,15 +34,6 @@ PURGE_BATCH = 200
 _PART = ".part"
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-class InvalidFormat(DomainError):
-    code = "INVALID_VALUE"
-
-
-class DownloadNotFound(DomainError):
-    status = 404
-    code = "DOWNLOAD_NOT_FOUND"
 
 
 def download_url(user_id: str, token: str) -> str:
@@ -205,7 +195,7 @@ class DownloadService:
     def __init__(self, engine: AsyncEngine, summaries, *, directory: str, expiry_seconds: int,
                  clock: Callable[[], int] = now_ms):
         self.engine = engine
-        self.reader = reader(engine)
+        self.tx = Transactions(engine)
         self.summaries = summaries
         self.directory = Path(directory).resolve()  # the row keeps an absolute path
         self.expiry_ms = expiry_seconds * 1000
@@ -269,9 +259,5 @@ class DownloadService:
         except Exception:
             pass
 
-    async def _db(self, fn, *args, read: bool = False):
-        try:
-            async with (self.reader.connect() if read else self.engine.begin()) as conn:
-                return await fn(conn, *args)
-        except Exception as e:
-            raise _translate(e) from e
+    def _db(self, fn, *args, read: bool = False):
+        return (self.tx.read if read else self.tx.write)(lambda conn: fn(conn, *args))

@@ -2,59 +2,35 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ..adapters.db import enrolments as repo
-from ..adapters.db.progress import load_enrolment, lock_scope
-from ..adapters.db.views import add_repairs, mark_dirty
+from ..adapters.db import dirty, enrolments as repo, repairs
+from ..adapters.db.locks import lock_scope
+from ..adapters.db.transaction import Transactions
 from ..clock import now_ms
 from ..domain.carry import rule_for
-from ..domain.errors import DomainError
+from ..domain.enrolments import Context, Enrolment
 from ..domain.scope import Scope
 from ..domain.views import COMPLETED
+from ..errors import ContextNotFound, DomainError, EnrolmentNotFound
 from .carry import Carry, Outcome
-from .views import ViewService, _retryable, _translate
+from .views import ViewService
 
 log = logging.getLogger(__name__)
-
-
-class NotFound(DomainError):
-    status = 404
-    code = "NOT_FOUND"
-
-
-class ContextNotFound(NotFound):
-    code = "CONTEXT_NOT_FOUND"
-
-
-class EnrolmentNotFound(NotFound):
-    code = "ENROLMENT_NOT_FOUND"
 
 
 class EnrolmentService:
     def __init__(self, engine: AsyncEngine, views: ViewService | None = None, carry: Carry | None = None,
                  catalog=None, clock: Callable[[], int] = now_ms):
         self.engine = engine
+        self.tx = Transactions(engine)  # a lost race with a view write runs again
         self.views = views
         self.carry = carry
         self.catalog = catalog
         self.clock = clock
-
-    async def _tx(self, fn):
-        for attempt in range(10):
-            try:
-                async with self.engine.begin() as conn:
-                    return await fn(conn)
-            except Exception as e:
-                if attempt < 9 and _retryable(e):  # a lost race with a view write: run it again
-                    await asyncio.sleep(0.001 * (attempt + 1))
-                    continue
-                raise _translate(e) from e
-        raise AssertionError("unreachable")
 
     async def put_context(self, context_id: str, body: dict) -> dict:
         if body.get("startDate") is not None and body.get("endDate") is not None \
@@ -65,13 +41,13 @@ class EnrolmentService:
             "start_date": body.get("startDate"), "end_date": body.get("endDate"), "document": body,
             "updated_at": self.clock(),
         }
-        await self._tx(lambda conn: repo.upsert_context(conn, values))
+        await self.tx.write(lambda conn: repo.upsert_context(conn, values))
         return values
 
-    async def get_context(self, context_id: str):
-        return await self._tx(lambda conn: repo.load_context(conn, context_id))
+    async def get_context(self, context_id: str) -> Context | None:
+        return await self.tx.write(lambda conn: repo.load_context(conn, context_id))
 
-    async def enrol(self, s: Scope, enrolled_date: int | None) -> tuple[object, bool, Outcome]:
+    async def enrol(self, s: Scope, enrolled_date: int | None) -> tuple[Enrolment, bool, Outcome]:
         """Enrol (idempotent: an active enrolment is left as it is; an inactive one is made
         active again, keeping its date and progress), then carry progress in (docs/modes.md).
         Returns the enrolment, whether it changed, and what was carried."""
@@ -84,7 +60,7 @@ class EnrolmentService:
             await lock_scope(conn, s)
             await self._check_context(conn, s)
             created = await repo.insert_enrolment(conn, s, enrolled_date or now, now)
-            row = await load_enrolment(conn, s, for_update=True)
+            row = await repo.load_enrolment(conn, s, for_update=True)
             changed = created or not row.active
             carried = Outcome()
             if not row.active:
@@ -93,13 +69,13 @@ class EnrolmentService:
                 if self.carry is not None:
                     carried = await self.carry.on_enrol(conn, s, collection)
                     # Until the cache has dropped the emptied scopes, no process may trust it for them.
-                    await add_repairs(conn, carried.emptied, now)
+                    await repairs.add(conn, carried.emptied, now)
                 # The worker fills the enrolment's progress (and completes it if the learner
                 # already finished the collection in this scope).
-                await mark_dirty(conn, [s], now)
-            return await load_enrolment(conn, s), changed, carried
+                await dirty.mark(conn, [s], now)
+            return await repo.load_enrolment(conn, s), changed, carried
 
-        row, changed, carried = await self._tx(run)
+        row, changed, carried = await self.tx.write(run)
         if self.views is not None:
             await self.views.publish(carried.rows)  # read-after-write: reads show the carried rows
             await self.views.forget(carried.emptied)
@@ -109,7 +85,7 @@ class EnrolmentService:
         """The collection, when a carry-forward rule applies to `s` (read before the transaction:
         the catalog may fetch it remotely). None otherwise: enrolments without carry-forward
         never wait on the catalog."""
-        if self.catalog is None or self.carry is None or self.carry.mode != "strict":
+        if self.catalog is None or self.carry is None or self.carry.mode.shared_by_contexts:
             return None
         try:
             doc = None
@@ -134,30 +110,30 @@ class EnrolmentService:
             raise DomainError(f"context {s.context_id!r} does not offer collection {s.collection_id!r}",
                               "request.collectionId")
 
-    async def unenrol(self, s: Scope):
+    async def unenrol(self, s: Scope) -> Enrolment:
         now = self.clock()
 
         async def run(conn):
-            row = await load_enrolment(conn, s, for_update=True)
+            row = await repo.load_enrolment(conn, s, for_update=True)
             if row is None:
                 raise EnrolmentNotFound("there is no such enrolment", "request")
             if row.active and row.status == COMPLETED:
                 raise DomainError("a completed enrolment cannot be left", "request")
             await repo.set_active(conn, s, False, now)
-            return await load_enrolment(conn, s)
+            return await repo.load_enrolment(conn, s)
 
-        return await self._tx(run)
+        return await self.tx.write(run)
 
-    async def record_certificate(self, s: Scope, cert: dict):
+    async def record_certificate(self, s: Scope, cert: dict) -> Enrolment:
         """Add an issued certificate to an enrolment, replacing one with the same id."""
         now = self.clock()
 
         async def run(conn):
-            row = await load_enrolment(conn, s, for_update=True)
+            row = await repo.load_enrolment(conn, s, for_update=True)
             if row is None:
                 raise EnrolmentNotFound("there is no such enrolment", "request")
             certs = [c for c in row.issued_certificates if c.get("id") != cert["id"]] + [cert]
             await repo.set_certificates(conn, s, certs, now)
-            return await load_enrolment(conn, s)
+            return await repo.load_enrolment(conn, s)
 
-        return await self._tx(run)
+        return await self.tx.write(run)

@@ -21,18 +21,17 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ..adapters.db import imports as repo
-from ..adapters.db.tables import assessment_aggregator as aa
-from ..adapters.db.views import add_repairs, insert_rows, lock_rows, mark_dirty, update_rows
+from ..adapters.db import dirty, imports as repo, repairs
+from ..adapters.db.transaction import Transactions
+from ..adapters.db.views import insert_rows, lock_rows, update_rows
 from ..clock import now_ms
 from ..domain import cqlsh, sunbird_export as sunbird
 from ..domain.assessments import StoredAttempt, best_attempt
-from ..domain.scope import Scope
+from ..domain.scope import ContextMode
 from ..domain.views import RowKey, Start, apply, next_version
 
 log = logging.getLogger(__name__)
 POOL_MIN_BYTES = 1 << 20  # smaller files are mapped in a thread: starting processes would cost more
-ASSESS_KEY = ("user_id", "collection_id", "context_id", "content_id", "attempt_id")
 
 
 @dataclass
@@ -68,12 +67,14 @@ def file_id(path: Path) -> str:
 
 
 class Importer:
-    def __init__(self, engine: AsyncEngine, directory: Path, *, mode: str = "strict", remote_catalog: bool = False,
+    def __init__(self, engine: AsyncEngine, directory: Path, *, mode: ContextMode | str = ContextMode.STRICT,
+                 remote_catalog: bool = False,
                  batch_rows: int = 20_000, rejects_dir: Path | None = None, restart: bool = False,
                  jobs: int = 0, progress=None, clock: Callable[[], int] = now_ms):
         self.engine = engine
+        self._tx = Transactions(engine, attempts=5, backoff=0.05)
         self.dir = Path(directory)
-        self.mode = mode
+        self.mode = ContextMode(mode)
         self.remote_catalog = remote_catalog  # the worker can fetch any collection: mark every scope
         self.batch_rows = batch_rows
         self.rejects_dir = Path(rejects_dir) if rejects_dir else self.dir
@@ -196,31 +197,26 @@ class Importer:
 
     async def _write(self, table: str, batch: Batch, known, checkpoint: dict, totals: dict) -> tuple[int, int]:
         now = self.clock()
-        for attempt in range(5):
-            try:
-                async with self.engine.begin() as conn:
-                    if table == "user_content_consumption":
-                        await repo.prepare(conn)
-                        ins, mer = await repo.merge_consumption(conn, batch.rows, now, known)  # deduped by map_batch
-                    elif table == "user_enrolments":
-                        ins, mer = await self._enrolments(conn, batch.rows, now, known)
-                    elif table == "assessment_aggregator":
-                        ins, mer = await self._assessments(conn, batch.rows, now, known)
-                    else:
-                        ins, mer, batch.skipped = await self._activity_aggs(conn, batch.rows, now)
-                    done = {"imported": totals["imported"] + ins, "merged": totals["merged"] + mer,
-                            "rejected": totals["rejected"] + len(batch.rejects)}
-                    await repo.save_checkpoint(conn, {**checkpoint, **done, "updated_at": now})
-                totals.update(done)
-                return ins, mer
-            except Exception as e:  # noqa: BLE001 - a lost race with a live write: the batch again
-                from .views import _retryable
 
-                if attempt < 4 and _retryable(e):
-                    await asyncio.sleep(0.05 * (attempt + 1))
-                    continue
-                raise
-        raise AssertionError("unreachable")
+        async def write(conn):
+            if table == "user_content_consumption":
+                await repo.prepare(conn)
+                ins, mer = await repo.merge_consumption(conn, batch.rows, now, known)  # deduped by map_batch
+            elif table == "user_enrolments":
+                ins, mer = await self._enrolments(conn, batch.rows, now, known)
+            elif table == "assessment_aggregator":
+                ins, mer = await self._assessments(conn, batch.rows, now, known)
+            else:
+                ins, mer, batch.skipped = await self._activity_aggs(conn, batch.rows, now)
+            done = {"imported": totals["imported"] + ins, "merged": totals["merged"] + mer,
+                    "rejected": totals["rejected"] + len(batch.rejects)}
+            await repo.save_checkpoint(conn, {**checkpoint, **done, "updated_at": now})
+            return ins, mer, done
+
+        # A lost race with a live write: the batch again.
+        ins, mer, done = await self._tx.write(write, translated=False)
+        totals.update(done)
+        return ins, mer
 
     async def _enrolments(self, conn, rows, now, known) -> tuple[int, int]:
         enrolments = [e for e, _ in rows]
@@ -236,7 +232,7 @@ class Importer:
 
     async def _assessments(self, conn, rows, now, known) -> tuple[int, int]:
         rows = _dedupe(rows, 5, lambda a, b: b if b[7] > a[7] else a)
-        old = await repo.existing(conn, aa, ASSESS_KEY, (r[:5] for r in rows))
+        old = await repo.existing_attempts(conn, (r[:5] for r in rows))
         new, replaced = [], []
         for r in rows:
             o = old.get(r[:5])
@@ -244,9 +240,8 @@ class Importer:
                 new.append(r)
             elif r[7] > o.last_attempted_on:  # Sunbird's rule: only a strictly newer attempt replaces
                 replaced.append((*r[:5], o.created_on, *r[6:]))
-        cols = sunbird.ASSESS_COLUMNS
-        await repo.insert_new(conn, aa, cols, [_json_questions(r) for r in new])
-        await repo.upsert(conn, aa, cols, ASSESS_KEY, [_json_questions(r) for r in replaced])
+        await repo.insert_attempts(conn, [_json_questions(r) for r in new])
+        await repo.replace_attempts(conn, [_json_questions(r) for r in replaced])
         changed = new + replaced
         if changed:
             await self._best_scores(conn, {RowKey(*r[:4]): r[7] for r in changed}, now, known)
@@ -256,8 +251,8 @@ class Importer:
         """The consumption rows' best attempt and count, as a live submit leaves them (created as
         started views when missing)."""
         stored: dict[RowKey, dict[str, StoredAttempt]] = {}
-        for a in await repo.matching(conn, aa, ASSESS_KEY[:4], [tuple(k.__getattribute__(c) for c in ASSESS_KEY[:4])
-                                                                 for k in touched], lock=False):
+        for a in await repo.attempts_of(conn, [(k.user_id, k.collection_id, k.context_id, k.content_id)
+                                               for k in touched]):
             stored.setdefault(RowKey(a.user_id, a.collection_id, a.context_id, a.content_id), {})[a.attempt_id] = \
                 StoredAttempt(a.attempt_id, a.last_attempted_on, a.total_score, a.total_max_score)
         rows = {}
@@ -279,21 +274,19 @@ class Importer:
         await insert_rows(conn, fresh)
         await update_rows(conn, updated)
         scopes = {k.scope for k in touched}
-        await mark_dirty(conn, [s for s in scopes if known is None or s.collection_id in known], now)
-        await add_repairs(conn, scopes, now)
+        await dirty.mark(conn, [s for s in scopes if known is None or s.collection_id in known], now)
+        await repairs.add(conn, scopes, now)
 
     async def _activity_aggs(self, conn, rows, now) -> tuple[int, int, int]:
         """Sunbird's figures (score:<content>, completedCount ...) added to the collection aggregate
         of an imported enrolment, where ours has no value of its own."""
-        from ..adapters.db.tables import user_activity_agg as agg
-
         keys = [(u, c, b, "Course", c) for u, c, b, _ in rows]
-        old = await repo.existing(conn, agg, repo.AGG_KEY, keys)
+        old = await repo.course_aggs(conn, keys)
         missing = [k for k in keys if k not in old]
         if missing and conn.dialect.name == "postgresql":
             # A live worker may have been replacing a row while it was read (the read waited for it
             # and then skipped it): read those again, now committed.
-            old.update(await repo.existing(conn, agg, repo.AGG_KEY, missing))
+            old.update(await repo.course_aggs(conn, missing))
         out, skipped = [], 0
         for (u, c, b, figures), k in zip(rows, keys):
             o = old.get(k)
@@ -304,7 +297,7 @@ class Importer:
             if merged != o.aggregates:
                 out.append((*k, merged, o.content_status, o.agg_last_updated, o.progress, o.status,
                             o.completed_on, now))
-        await repo.upsert(conn, agg, sunbird.AGG_COLUMNS, repo.AGG_KEY, out)
+        await repo.replace_course_aggs(conn, out)
         return 0, len(out), skipped
 
 
@@ -339,7 +332,7 @@ def _read_raw(it, limit: int) -> Batch:
     return b
 
 
-def map_batch(table: str, names: list[str], mode: str, now: int, records: list[list[str]]) -> tuple[list, list]:
+def map_batch(table: str, names: list[str], mode: ContextMode, now: int, records: list[list[str]]) -> tuple[list, list]:
     """Sunbird records to our rows, and the rejected ones with their reason (in a worker process:
     plain data in, plain data out)."""
     header = sunbird.Header(table, names)

@@ -6,16 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ..adapters.db import carry as repo
-from ..adapters.db.tables import (archived_consumption, assessment_aggregator as aa, enrolment as en, scope_dirty,
-                                  user_activity_agg as agg, user_content_consumption as ucc)
-from ..adapters.db.views import insert_rows, mark_dirty, to_row
+from ..adapters.db import archive, dirty, modes as repo, settings
 from ..clock import now_ms
 from ..domain.carry import merge_rows
-from ..domain.scope import MODES, Scope, resolve_scope
+from ..domain.scope import MODES, ContextMode
 from ..domain.views import RowKey
 
 SETTING = "context_mode"
@@ -26,13 +22,14 @@ class ModeMismatch(RuntimeError):
     pass
 
 
-async def ensure_mode(engine: AsyncEngine, mode: str, clock: Callable[[], int] = now_ms) -> None:
+async def ensure_mode(engine: AsyncEngine, mode: ContextMode, clock: Callable[[], int] = now_ms) -> None:
     """Record the mode on first start; refuse a different one afterwards."""
+    mode = str(mode)  # as recorded
     async with engine.begin() as conn:
-        recorded = await repo.get_setting(conn, SETTING)
+        recorded = await settings.get(conn, SETTING)
         if recorded is None:
-            recorded = UNRECORDED if await _has_data(conn) else mode
-            await repo.set_setting(conn, SETTING, recorded, clock())
+            recorded = UNRECORDED if await repo.has_rows(conn) else mode
+            await settings.put(conn, SETTING, recorded, clock())
     if recorded != mode:
         raise ModeMismatch(
             f"this database was written in context mode {recorded!r}, but VIEWER_CONTEXT_MODE is {mode!r}. "
@@ -41,15 +38,11 @@ async def ensure_mode(engine: AsyncEngine, mode: str, clock: Callable[[], int] =
             f"or set VIEWER_CONTEXT_MODE={recorded}.")
 
 
-async def _has_data(conn) -> bool:
-    return (await conn.execute(sa.select(ucc.c.user_id).limit(1))).first() is not None
-
-
-def _rekey(k: RowKey, mode: str) -> RowKey:
+def _rekey(k: RowKey, mode: ContextMode) -> RowKey:
     """Where a stored row lives in `mode`. A row on its own stays; strict keeps every key."""
-    if mode == "strict" or k.content_id == k.collection_id:
+    if not mode.shared_by_contexts or k.content_id == k.collection_id:
         return k
-    s = resolve_scope(k.user_id, k.content_id, k.collection_id, k.context_id, mode)
+    s = mode.resolve(k.user_id, k.content_id, k.collection_id, k.context_id)
     return RowKey(s.user_id, s.collection_id, s.context_id, k.content_id)
 
 
@@ -60,34 +53,31 @@ async def migrate_mode(engine: AsyncEngine, mode: str, clock: Callable[[], int] 
     the shared cache afterwards. Returns counts."""
     if mode not in MODES:
         raise ValueError(f"unknown context mode {mode!r}; one of {', '.join(MODES)}")
+    mode = ContextMode(mode)
     now = clock()
     counts = {"rows": 0, "rekeyed": 0, "merged": 0, "attempts": 0, "enrolments": 0}
     async with engine.begin() as conn:
-        recorded = await repo.get_setting(conn, SETTING) or UNRECORDED
-        if recorded != mode and (await conn.execute(sa.select(archived_consumption.c.user_id).limit(1))).first():
+        recorded = await settings.get(conn, SETTING) or UNRECORDED
+        if recorded != mode and await archive.any_archived(conn):
             raise ModeMismatch("archived rows are keyed by the current mode: run `viewer-service archive restore "
                                "--all` first (docs/archive.md)")
         if recorded != mode:
-            users = [r[0] for r in await conn.execute(sa.select(ucc.c.user_id).distinct())]
-            for user in users:
+            for user in await repo.learners(conn):
                 await _migrate_user(conn, user, mode, now, counts)
-            enrolled = [Scope(*r) for r in await conn.execute(
-                sa.select(en.c.user_id, en.c.collection_id, en.c.context_id))]
+            enrolled = await repo.enrolled_scopes(conn)
             counts["enrolments"] = len(enrolled)
             # Aggregates are recomputed from the re-keyed rows; those of scopes that are neither
             # an enrolment nor hold rows any more would show stale summaries.
-            await conn.execute(sa.delete(agg))
-            await conn.execute(sa.delete(scope_dirty))
-            holding = [Scope(*r) for r in await conn.execute(
-                sa.select(ucc.c.user_id, ucc.c.collection_id, ucc.c.context_id).distinct())]
-            await mark_dirty(conn, [*enrolled, *holding], now)
-        await repo.set_setting(conn, SETTING, mode, now)
+            await repo.drop_aggregates(conn)
+            await dirty.clear(conn)
+            await dirty.mark(conn, [*enrolled, *await repo.holding_scopes(conn)], now)
+        await settings.put(conn, SETTING, str(mode), now)
     counts["from"] = recorded  # type: ignore[assignment]
     return counts
 
 
-async def _migrate_user(conn, user: str, mode: str, now: int, counts: dict) -> None:
-    rows = [to_row(r) for r in await conn.execute(sa.select(ucc).where(ucc.c.user_id == user))]
+async def _migrate_user(conn, user: str, mode: ContextMode, now: int, counts: dict) -> None:
+    rows = await repo.learner_rows(conn, user)
     counts["rows"] += len(rows)
     moved = [v for v in rows if _rekey(v.key, mode) != v.key]
     if not moved:
@@ -99,9 +89,8 @@ async def _migrate_user(conn, user: str, mode: str, now: int, counts: dict) -> N
         out[k] = merge_rows(out.get(k), replace(v, key=k), now)
         counts["rekeyed"] += 1
     counts["merged"] += len(moved) + len(kept) - len(out)
-    await conn.execute(sa.delete(ucc).where(ucc.c.user_id == user))
-    await insert_rows(conn, list(out.values()))
-    attempts = [dict(r._mapping) for r in await conn.execute(sa.select(aa).where(aa.c.user_id == user))]
+    await repo.replace_learner_rows(conn, user, list(out.values()))
+    attempts = await repo.learner_attempts(conn, user)
     if attempts:
         seen, keep = set(), []
         for a in attempts:
@@ -111,6 +100,5 @@ async def _migrate_user(conn, user: str, mode: str, now: int, counts: dict) -> N
             if ident not in seen:
                 seen.add(ident)
                 keep.append(a)
-        await conn.execute(sa.delete(aa).where(aa.c.user_id == user))
-        await conn.execute(sa.insert(aa), keep)
+        await repo.replace_learner_attempts(conn, user, keep)
         counts["attempts"] += len(keep)

@@ -15,14 +15,14 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..adapters.db import reports as repo
-from ..adapters.db.engine import reader
+from ..adapters.db.transaction import Transactions
 from ..clock import now_ms
-from ..domain.reports import (ContextNotFound, RosterFilter, STATUSES, assessment_summary, decode_cursor,
-                              encode_cursor, histogram, node_names, per_day)
+from ..domain.reports import (RosterFilter, STATUSES, assessment_summary, decode_cursor, encode_cursor, histogram,
+                              node_names, per_day)
+from ..errors import ContextNotFound
 from .catalog import Catalog
 from .downloads import csv_cells, iso_time
 from .summaries import SummaryService
-from .views import translate_db_error
 
 STREAM_PAGE = 1000  # enrolments per query when streaming a whole roster: bounds memory
 ROSTER_CSV_COLUMNS = ("userId", "collectionId", "contextId", "enrolledDate", "enrolledDateIso", "active", "status",
@@ -37,16 +37,12 @@ def _json_text(v) -> str:
 
 class ReportService:
     def __init__(self, engine: AsyncEngine, summaries: SummaryService, catalog: Catalog):
-        self.reader = reader(engine)
+        self.tx = Transactions(engine)
         self.summaries = summaries
         self.catalog = catalog
 
-    async def _read(self, fn, *args):
-        try:
-            async with self.reader.connect() as conn:
-                return await fn(conn, *args)
-        except Exception as e:
-            raise translate_db_error(e) from e
+    def _read(self, fn, *args):
+        return self.tx.read(lambda conn: fn(conn, *args))
 
     async def _require_context(self, conn, context_id: str) -> None:
         if not await repo.context_known(conn, context_id):

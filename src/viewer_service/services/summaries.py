@@ -5,20 +5,20 @@ with the same rules the worker stores; completion stays as the worker recorded i
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ..adapters.db import enrolments as enrol_repo, progress as repo
-from ..adapters.db.engine import reader
+from ..adapters.db import enrolments as enrol_repo, progress as repo, views as views_repo
+from ..adapters.db.transaction import Transactions
 from ..domain.carry import not_before
 from ..domain.progress import compute, merge_stored
-from ..domain.scope import Scope, storage_scope
+from ..domain.scope import ContextMode, Scope
 from ..domain.views import ContentView, RowKey
 from .catalog import Catalog
-from .views import ViewService, _translate
+from .reads import counted
+from .views import ViewService
 
 
 def _score_carried(e: dict) -> bool:
@@ -36,28 +36,25 @@ def _collection_meta(c) -> dict:
 
 
 class SummaryService:
-    def __init__(self, engine: AsyncEngine, views: ViewService, catalog: Catalog, mode: str = "strict"):
-        self.reader = reader(engine)
+    def __init__(self, engine: AsyncEngine, views: ViewService, catalog: Catalog,
+                 mode: ContextMode | str = ContextMode.STRICT):
+        self.tx = Transactions(engine)
         self.views = views
         self.catalog = catalog
-        self.mode = mode
+        self.mode = ContextMode(mode)
 
     async def _rows(self, user_id: str, s: Scope | None):
-        try:
-            async with self.reader.connect() as conn:
-                enrolments = {Scope(r.user_id, r.collection_id, r.context_id): r
-                              for r in await enrol_repo.list_enrolments(conn, user_id, s)}
-                aggs = await repo.load_aggs(conn, user_id, s)
-                consumed = await repo.consumed_scopes(conn, user_id, s)
-        except Exception as e:
-            raise _translate(e) from e
-        return enrolments, aggs, consumed
+        async def read(conn):
+            enrolments = {e.scope: e for e in await enrol_repo.list_enrolments(conn, user_id, s)}
+            return enrolments, await repo.load_aggs(conn, user_id, s), await views_repo.consumed_scopes(conn, user_id, s)
+
+        return await self.tx.read(read)
 
     async def iter_summaries(self, user_id: str, s: Scope | None = None) -> AsyncIterator[dict]:
         """Summaries of a learner (all, or of one scope), newest enrolment first."""
         enrolments, aggs, consumed = await self._rows(user_id, s)
         scopes = set(enrolments) | set(consumed) | {k for k, a in aggs.items() if a.content_status}
-        if self.mode == "collection":
+        if self.mode is ContextMode.COLLECTION:
             # The progress at (collection, collection) is the enrolments' own: one summary each.
             enrolled = {k.collection_id for k in enrolments}
             scopes = {k for k in scopes if k in enrolments or k.collection_id not in enrolled}
@@ -78,19 +75,9 @@ class SummaryService:
             return summary
         return None
 
-    async def entries(self, s: Scope, collection) -> dict[str, dict]:
-        """The live entries counted by scope `s`, as the instance's context mode stores them."""
-        if self.mode == "strict":
-            return await self.views.read(s, None)
-        if self.mode == "collection":
-            return await self.views.read(Scope(s.user_id, s.collection_id, s.collection_id), None)
-        leaves = collection.leaf_nodes if collection is not None else ()
-        found = await asyncio.gather(*(self.views.read(storage_scope(s, cid, self.mode), [cid]) for cid in leaves))
-        return {cid: e for part in found for cid, e in part.items()}
-
     async def _summary(self, s: Scope, enrolment, agg, first_access: int | None) -> dict:
         collection = await self.catalog.get(s.collection_id)
-        entries = await self.entries(s, collection)
+        entries = {cid: e for cid, (_, e) in (await counted(self.views, self.catalog, self.mode, s)).items()}
         rows = [ContentView(RowKey(s.user_id, s.collection_id, s.context_id, cid), status=e["status"],
                             last_completed_time=e["lastCompletedTime"]) for cid, e in entries.items()]
         p = compute(collection, rows)

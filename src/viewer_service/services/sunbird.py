@@ -11,22 +11,22 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ..adapters.db.engine import reader
-from ..adapters.db.progress import load_enrolment
-from ..adapters.db.tables import context as context_table
-from ..adapters.db.views import mark_dirty
+from ..adapters.db import dirty, enrolments as enrol_repo
+from ..adapters.db.transaction import Transactions
 from ..clock import now_ms
-from ..domain.scope import Scope, resolve_scope
-from ..domain.sunbird import (SunbirdError, batch_problem, completed_count, format_date, format_day as _day,
-                              last_read, list_order, list_status)
+from ..domain.enrolments import Context
+from ..domain.scope import ContextMode, Scope
+from ..domain.sunbird import (batch_problem, completed_count, format_date, format_day as _day, last_read, list_order,
+                              list_status)
 from ..domain.views import COMPLETED, RowKey, StateUpdate
+from ..errors import SunbirdError
 from .assessments import AssessmentService, AttemptInput
 from .catalog import Catalog
+from .reads import counted
 from .summaries import SummaryService
-from .views import ViewService, _translate
+from .views import ViewService
 
 SCORE_ATTEMPTS_LIMIT = 25  # lms-service's assessment.attempts.limit
 # Known batches are kept this long: every state update checks its batches, and a database read
@@ -65,19 +65,20 @@ class AssessmentState:
 
 class SunbirdService:
     def __init__(self, engine: AsyncEngine, views: ViewService, assessments: AssessmentService,
-                 summaries: SummaryService, catalog: Catalog, mode: str, clock: Callable[[], int] = now_ms):
+                 summaries: SummaryService, catalog: Catalog, mode: ContextMode | str,
+                 clock: Callable[[], int] = now_ms):
         self.engine = engine
-        self.reader = reader(engine)
+        self.tx = Transactions(engine)
         self.views = views
         self.assessments = assessments
         self.summaries = summaries
         self.catalog = catalog
-        self.mode = mode
+        self.mode = ContextMode(mode)
         self.clock = clock
-        self._known: dict[str, tuple[float, Any]] = {}  # context id -> (expiry, row)
+        self._known: dict[str, tuple[float, Context | None]] = {}  # context id -> (expiry, context)
 
     def _key(self, user: str, content: str, course: str, batch: str) -> RowKey:
-        s = resolve_scope(user, content, course, batch, self.mode)
+        s = self.mode.resolve(user, content, course, batch)
         return RowKey(s.user_id, s.collection_id, s.context_id, content)
 
     def forget_context(self, context_id: str) -> None:
@@ -89,13 +90,7 @@ class SunbirdService:
         missing = ids - found.keys()
         if not missing:
             return found
-        try:
-            async with self.reader.connect() as conn:
-                rows = await conn.execute(sa.select(context_table)
-                                          .where(context_table.c.context_id.in_(sorted(missing))))
-                loaded = {r.context_id: r for r in rows}
-        except Exception as e:
-            raise _translate(e) from e
+        loaded = await self.tx.read(lambda conn: enrol_repo.load_contexts(conn, missing))
         if len(self._known) + len(loaded) > CONTEXT_CACHE_MAX:
             self._known.clear()
         self._known.update({i: (now + CONTEXT_TTL_SECONDS, r) for i, r in loaded.items()})
@@ -145,13 +140,14 @@ class SunbirdService:
         """lms-service's enrolment sync: recompute the enrolment's progress from its contents."""
         s = Scope(user, course, batch)
         now = self.clock()
-        try:
-            async with self.engine.begin() as conn:
-                row = await load_enrolment(conn, s)
-                if row is not None:
-                    await mark_dirty(conn, [s], now)
-        except Exception as e:
-            raise _translate(e) from e
+
+        async def mark(conn):
+            row = await enrol_repo.load_enrolment(conn, s)
+            if row is not None:
+                await dirty.mark(conn, [s], now)
+            return row
+
+        row = await self.tx.write(mark)
         if row is None:
             raise SunbirdError("INVALID_REQUESTED_DATA",
                                f"No Enrolment found for userId: {user}, batchId: {batch}, courseId: {course}",
@@ -159,21 +155,10 @@ class SunbirdService:
 
     # -- read -------------------------------------------------------------------
 
-    async def _entries(self, user: str, course: str, batch: str, content_ids: list[str] | None):
-        """{content id: (scope, cache entry)} of the contents a read names, by the context mode."""
-        if self.mode != "content":
-            scope = resolve_scope(user, None, course, batch, self.mode)
-            return {cid: (scope, e) for cid, e in (await self.views.read(scope, content_ids)).items()}
-        if content_ids is None:
-            c = await self.catalog.get(course)
-            content_ids = list(c.leaf_nodes) if c is not None else []
-        scopes = [resolve_scope(user, cid, course, batch, self.mode) for cid in content_ids]
-        found = await asyncio.gather(*(self.views.read(s, [cid]) for s, cid in zip(scopes, content_ids)))
-        return {cid: (s, e) for s, part in zip(scopes, found) for cid, e in part.items()}
-
     async def read(self, user: str, course: str, batch: str, content_ids: list[str] | None,
                    with_score: bool) -> list[dict]:
-        entries = await self._entries(user, course, batch, list(dict.fromkeys(content_ids)) if content_ids else None)
+        entries = await counted(self.views, self.catalog, self.mode, Scope(user, course, batch),
+                                list(dict.fromkeys(content_ids)) if content_ids else None)
         ids = [cid for cid in (dict.fromkeys(content_ids) if content_ids else sorted(entries)) if cid in entries]
         scores: dict[str, list] = {}
         if with_score and ids:
@@ -213,7 +198,8 @@ class SunbirdService:
             if collection is None:
                 continue  # lms-service lists only courses its search finds
             scope = Scope(user, s["collectionId"], s["contextId"])
-            read_id, read_status, read_time = last_read(await self.summaries.entries(scope, collection))
+            entries = await counted(self.views, self.catalog, self.mode, scope)
+            read_id, read_status, read_time = last_read({cid: e for cid, (_, e) in entries.items()})
             status, percentage = list_status(s["status"], s["progress"])
             doc = {k: v for k, v in collection.document.items() if k != "children"}
             courses.append({

@@ -6,27 +6,24 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 
-from sqlalchemy.exc import DBAPIError, DataError, IntegrityError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .. import metrics
 from ..adapters.cache.base import ScopeCache
-from ..adapters.db import views as repo
-from ..adapters.db.engine import is_unavailable, reader, sqlstate as _sqlstate
+from ..adapters.db import dirty, repairs, views as repo
+from ..adapters.db.engine import is_unavailable
+from ..adapters.db.transaction import Transactions, translate
 from ..batching import Batcher
 from ..clock import now_ms
-from ..domain.errors import DomainError
 from ..domain.scope import Scope
 from ..domain.views import COMPLETED, ArchivedView, ContentView, End, StateUpdate, ViewOp, apply
+from ..errors import DomainError
 
 log = logging.getLogger(__name__)
 
 REFORGET_SECONDS = 2.0
 MIN_TS = 946_684_800_000  # 2000-01-01: anything earlier is seconds sent as milliseconds
-
-
-class Unavailable(Exception):
-    """The database could not be reached; the client may retry."""
 
 
 def read_entry(v: ContentView) -> dict:
@@ -53,12 +50,6 @@ def _entry(v: ContentView) -> dict:
     }
 
 
-def _retryable(e: Exception) -> bool:
-    if isinstance(e, repo.ConcurrentInsert) or getattr(e, "connection_invalidated", False):
-        return True  # a lost race, or a pooled connection that died (no pre-ping): try again
-    return _sqlstate(e) in {"40001", "40P01"} or "database is locked" in str(e)
-
-
 _HIT, _MISS, _BYPASS = (metrics.CACHE_READS.labels(r) for r in ("hit", "miss", "bypass"))
 
 
@@ -68,12 +59,12 @@ class ViewService:
                  repair_interval: float = 1.0, carry=None):
         self.engine = engine
         self.carry = carry  # services/carry.py: a write that completes a content carries it at once
-        self.reader = reader(engine)
+        self.tx = Transactions(engine, "views")
+        self.reader = self.tx.reader
         self.cache = cache
         self.clock = clock
         self.max_skew_ms = max_skew_ms
         self._writes = Batcher(self._write_batch, max_batch, flushers, name="views")
-        self._retries = metrics.WRITE_RETRIES.labels("views")
         self._repair_interval = repair_interval
         self._repair_task: asyncio.Task | None = None
         self._pending_repairs: set[Scope] = set()  # when even the database could not record them
@@ -115,7 +106,7 @@ class ViewService:
             results, touched = await self._commit(ops)
         except Exception as e:
             if len(ops) == 1 or not isinstance(e, DBAPIError) or is_unavailable(e):
-                raise _translate(e) from e
+                raise translate(e) from e
             # One bad write must not sink the others: isolate it.
             results, touched = [], {}
             for op in ops:
@@ -124,50 +115,41 @@ class ViewService:
                     results += r
                     touched.update(t)
                 except Exception as e1:
-                    results.append(_translate(e1))
+                    results.append(translate(e1))
         await self._cache_put(list(touched.values()))
         return results
 
-    async def _commit(self, ops: Sequence[ViewOp]):
-        for attempt in range(10):
-            try:
-                return await self._commit_once(ops)
-            except Exception as e:
-                if attempt == 9 or not _retryable(e):
-                    raise
-                self._retries.inc()
-                await asyncio.sleep(0.001 * (attempt + 1))
-        raise AssertionError("unreachable")
+    def _commit(self, ops: Sequence[ViewOp]):
+        return self.tx.write(lambda conn: self._commit_once(conn, ops), translated=False)
 
-    async def _commit_once(self, ops: Sequence[ViewOp]):
+    async def _commit_once(self, conn, ops: Sequence[ViewOp]):
         now = self.clock()
         results: list = []
         touched: dict = {}
-        async with self.engine.begin() as conn:
-            rows = await repo.lock_rows(conn, (op.key for op in ops))
-            existing = set(rows)
-            missing = {op.key for op in ops} - existing
-            if missing:  # a content whose row was archived: the new view starts from what was kept
-                rows.update({k: a.live() for k, a in (await repo.archived_rows(conn, missing)).items()})
-            was_done = {k for k, v in rows.items() if v.status == COMPLETED}
-            ended = []
-            for op in ops:
-                try:
-                    new = apply(rows.get(op.key), op, now)
-                except DomainError as e:
-                    results.append(e)
-                    continue
-                rows[op.key] = touched[op.key] = new
-                results.append(new)
-                if isinstance(op, End) or (isinstance(op, StateUpdate) and op.status >= COMPLETED):
-                    ended.append(op.key.scope)
-            await repo.insert_rows(conn, [v for k, v in touched.items() if k not in existing])
-            await repo.update_rows(conn, [v for k, v in touched.items() if k in existing])
-            completed = [v for k, v in touched.items() if v.status == COMPLETED and k not in was_done]
-            carried = await self.carry.on_completed(conn, completed) if completed and self.carry else []
-            touched.update((v.key, v) for v in carried)  # the cache gets them in the write's round trip
-            # Same transaction as the status change: no acknowledged end goes unaggregated.
-            await repo.mark_dirty(conn, ended + [v.key.scope for v in carried], now)
+        rows = await repo.lock_rows(conn, (op.key for op in ops))
+        existing = set(rows)
+        missing = {op.key for op in ops} - existing
+        if missing:  # a content whose row was archived: the new view starts from what was kept
+            rows.update({k: a.live() for k, a in (await repo.archived_rows(conn, missing)).items()})
+        was_done = {k for k, v in rows.items() if v.status == COMPLETED}
+        ended = []
+        for op in ops:
+            try:
+                new = apply(rows.get(op.key), op, now)
+            except DomainError as e:
+                results.append(e)
+                continue
+            rows[op.key] = touched[op.key] = new
+            results.append(new)
+            if isinstance(op, End) or (isinstance(op, StateUpdate) and op.status >= COMPLETED):
+                ended.append(op.key.scope)
+        await repo.insert_rows(conn, [v for k, v in touched.items() if k not in existing])
+        await repo.update_rows(conn, [v for k, v in touched.items() if k in existing])
+        completed = [v for k, v in touched.items() if v.status == COMPLETED and k not in was_done]
+        carried = await self.carry.on_completed(conn, completed) if completed and self.carry else []
+        touched.update((v.key, v) for v in carried)  # the cache gets them in the write's round trip
+        # Same transaction as the status change: no acknowledged end goes unaggregated.
+        await dirty.mark(conn, ended + [v.key.scope for v in carried], now)
         return results, touched
 
     async def publish(self, rows: list[ContentView]) -> None:
@@ -184,7 +166,7 @@ class ViewService:
         if await self.cache.invalidate(scopes):
             try:
                 async with self.engine.begin() as conn:
-                    await repo.remove_repairs(conn, scopes)
+                    await repairs.remove(conn, scopes)
             except Exception as e:  # noqa: BLE001 - the repair loop removes them later
                 log.warning("could not clear cache repairs: %r", e)
         else:
@@ -213,7 +195,7 @@ class ViewService:
         self._recording += 1
         try:
             async with self.engine.begin() as conn:
-                await repo.add_repairs(conn, scopes, self.clock())
+                await repairs.add(conn, scopes, self.clock())
         except Exception as e:  # noqa: BLE001 - the write is committed; keep serving
             log.error("could not record cache repair for %d scopes: %r", len(scopes), e)
             self._pending_repairs |= scopes
@@ -225,7 +207,7 @@ class ViewService:
         quiet = (self._cache_failures, self._recording == 0)
         try:
             async with self.reader.connect() as conn:
-                scopes = set(await repo.list_repairs(conn))
+                scopes = set(await repairs.pending(conn))
         except Exception as e:  # noqa: BLE001
             log.warning("cannot read cache repairs: %r", e)
             return False
@@ -244,7 +226,7 @@ class ViewService:
             return False
         self._pending_repairs -= scopes
         async with self.engine.begin() as conn:
-            await repo.remove_repairs(conn, scopes)
+            await repairs.remove(conn, scopes)
         return False  # look again next round before trusting the cache
 
     async def _repair_loop(self) -> None:
@@ -272,11 +254,7 @@ class ViewService:
             _MISS.inc()
         else:
             _BYPASS.inc()
-        try:
-            async with self.reader.connect() as conn:
-                rows = await repo.load_scope(conn, scope)
-        except Exception as e:
-            raise _translate(e) from e
+        rows = await self.tx.read(lambda conn: repo.load_scope(conn, scope))
         entries = {v.key.content_id: read_entry(v) for v in rows}
         if not self.cache.degraded:
             await self.cache.put([(scope, v.key.content_id, v.version, entries[v.key.content_id]) for v in rows],
@@ -285,19 +263,3 @@ class ViewService:
             return entries
         return {cid: entries[cid] for cid in content_ids if cid in entries}
 
-
-def _translate(e: Exception) -> Exception:
-    if isinstance(e, (DomainError, Unavailable)):
-        return e
-    if isinstance(e, (DataError, IntegrityError)) or _sqlstate(e).startswith("22"):  # class 22: data exception
-        return DomainError("the database refused a value of this request", "request")
-    if is_unavailable(e):
-        return unavailable(e)
-    return e  # anything else is a bug: a logged 500
-
-
-def unavailable(e: BaseException) -> Unavailable:
-    return Unavailable(str(e).splitlines()[0] if str(e) else type(e).__name__)
-
-
-translate_db_error = _translate  # the public name, for the other services

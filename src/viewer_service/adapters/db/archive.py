@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ...domain.scope import Scope
 from .tables import (archive_chunk as ch, archived_consumption as arc, assessment_aggregator as aa, enrolment as en,
                      scope_dirty, user_content_consumption as ucc)
-from .views import _insert
+from .sql import insert
 
 KEY = ("user_id", "collection_id", "context_id", "content_id")
 ARC_DATA = [c.name for c in arc.columns if c.name not in KEY and c.name not in ("chunk_id", "attempt_chunks",
@@ -239,6 +239,14 @@ async def archived_of_users(conn: AsyncConnection, users: Sequence[str], scope: 
     return list(await conn.execute(q))
 
 
+async def count_archived_users(conn: AsyncConnection) -> int:
+    return (await conn.execute(sa.select(sa.func.count(sa.distinct(arc.c.user_id))))).scalar_one()
+
+
+async def any_archived(conn: AsyncConnection) -> bool:
+    return (await conn.execute(sa.select(arc.c.user_id).limit(1))).first() is not None
+
+
 async def archived_users(conn: AsyncConnection, after: str | None, limit: int) -> list[str]:
     q = sa.select(arc.c.user_id).distinct().order_by(arc.c.user_id).limit(limit)
     if after is not None:
@@ -254,6 +262,6 @@ async def delete_archived(conn: AsyncConnection, rows: Sequence) -> None:
 async def insert_hot(conn: AsyncConnection, rows: Sequence[dict], attempts: Sequence[dict]) -> None:
     """Put restored rows back; a hot row of the same key is newer (a view started after the archive)."""
     if rows:
-        await conn.execute(_insert(conn, ucc).on_conflict_do_nothing(), list(rows))
+        await conn.execute(insert(conn, ucc).on_conflict_do_nothing(), list(rows))
     if attempts:
-        await conn.execute(_insert(conn, aa).on_conflict_do_nothing(), list(attempts))
+        await conn.execute(insert(conn, aa).on_conflict_do_nothing(), list(attempts))

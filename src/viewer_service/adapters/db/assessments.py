@@ -11,7 +11,8 @@ from ...domain.assessments import ScoredAttempt, StoredAttempt
 from ...domain.scope import Scope
 from ...domain.views import RowKey
 from .tables import assessment_aggregator as aa
-from .views import ConcurrentInsert, _insert
+from .transaction import ConcurrentInsert
+from .sql import insert, where_scope
 
 
 def _content_where(k: RowKey):
@@ -49,7 +50,7 @@ async def insert_attempts_many(conn: AsyncConnection, items: Sequence[tuple[RowK
               for k, attempts in items for a in attempts]
     if not params:
         return
-    stmt = _insert(conn, aa).on_conflict_do_nothing().returning(aa.c.attempt_id)
+    stmt = insert(conn, aa).on_conflict_do_nothing().returning(aa.c.attempt_id)
     if len((await conn.execute(stmt, params)).all()) != len(params):
         raise ConcurrentInsert()  # another submit stored one first: start over on fresh rows
 
@@ -75,3 +76,28 @@ async def attempt_details(conn: AsyncConnection, s: Scope, content_ids: Sequence
     for r in await conn.execute(q.order_by(aa.c.content_id, aa.c.last_attempted_on, aa.c.attempt_id)):
         out.setdefault(r.content_id, []).append(r)
     return out
+
+
+async def move_attempts(conn: AsyncConnection, src: Scope, dst: Scope) -> None:
+    """Re-key a scope's assessment attempts; an attempt id the target already holds stays there."""
+    q = sa.select(aa).where(where_scope(aa, src))
+    rows = [dict(r._mapping) for r in await conn.execute(q)]
+    if rows:
+        for r in rows:
+            r.update(collection_id=dst.collection_id, context_id=dst.context_id)
+        await conn.execute(insert(conn, aa).on_conflict_do_nothing(), rows)
+        await conn.execute(sa.delete(aa).where(where_scope(aa, src)))
+
+
+async def copy_attempt(conn: AsyncConnection, src: RowKey, dst: RowKey, attempt_id: str | None) -> None:
+    """Copy one attempt (the carried best one), so later attempts in the target rank against it."""
+    if attempt_id is None:
+        return
+    q = sa.select(aa).where(aa.c.user_id == src.user_id, aa.c.collection_id == src.collection_id,
+                            aa.c.context_id == src.context_id, aa.c.content_id == src.content_id,
+                            aa.c.attempt_id == attempt_id)
+    row = (await conn.execute(q)).first()
+    if row is not None:
+        r = dict(row._mapping)
+        r.update(collection_id=dst.collection_id, context_id=dst.context_id)
+        await conn.execute(insert(conn, aa).on_conflict_do_nothing(), [r])

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ...domain.collections import Collection
+from .sql import insert
 from .tables import collection as t
 
 
@@ -22,10 +22,6 @@ def _values(c: Collection, now_ms: int) -> dict:
     }
 
 
-def _insert(conn: AsyncConnection):
-    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(t)
-
-
 async def load(conn: AsyncConnection, collection_id: str) -> Collection | None:
     r = (await conn.execute(sa.select(t).where(t.c.collection_id == collection_id))).first()
     if r is None:
@@ -35,7 +31,7 @@ async def load(conn: AsyncConnection, collection_id: str) -> Collection | None:
 
 
 async def upsert(conn: AsyncConnection, c: Collection, now_ms: int) -> None:
-    stmt = _insert(conn).values(_values(c, now_ms))
+    stmt = insert(conn, t).values(_values(c, now_ms))
     cols = ("document", "leaf_ids", "required_leaf_ids", "units", "updated_at")
     await conn.execute(stmt.on_conflict_do_update(index_elements=[t.c.collection_id],
                                                   set_={n: stmt.excluded[n] for n in cols}))
@@ -43,7 +39,7 @@ async def upsert(conn: AsyncConnection, c: Collection, now_ms: int) -> None:
 
 async def insert_absent(conn: AsyncConnection, c: Collection, now_ms: int) -> bool:
     """Insert unless the collection exists (a PUT wins over a fetched copy). True if inserted."""
-    stmt = _insert(conn).values(_values(c, now_ms)).on_conflict_do_nothing().returning(t.c.collection_id)
+    stmt = insert(conn, t).values(_values(c, now_ms)).on_conflict_do_nothing().returning(t.c.collection_id)
     return (await conn.execute(stmt)).first() is not None
 
 

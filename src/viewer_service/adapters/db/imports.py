@@ -14,10 +14,10 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ...domain.sunbird_export import AGG_COLUMNS, ENROL_COLUMNS, UCC_COLUMNS
-from .tables import (collection, context as ctx, enrolment as en, import_checkpoint as cp,
+from ...domain.sunbird_export import AGG_COLUMNS, ASSESS_COLUMNS, ENROL_COLUMNS, UCC_COLUMNS
+from .tables import (assessment_aggregator as aa, collection, context as ctx, enrolment as en, import_checkpoint as cp,
                      user_activity_agg as agg)
-from .views import _insert
+from .sql import insert
 
 # -- checkpoints ------------------------------------------------------------------
 
@@ -27,7 +27,7 @@ async def load_checkpoint(conn: AsyncConnection, source: str):
 
 
 async def save_checkpoint(conn: AsyncConnection, values: dict) -> None:
-    stmt = _insert(conn, cp).values(values)
+    stmt = insert(conn, cp).values(values)
     await conn.execute(stmt.on_conflict_do_update(index_elements=[cp.c.source],
                                                   set_={k: stmt.excluded[k] for k in values if k != "source"}))
 
@@ -189,7 +189,7 @@ async def upsert(conn: AsyncConnection, table: sa.Table, columns: Sequence[str],
         sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c not in key_cols)
         await _copy_insert(conn, table, columns, rows, f"({', '.join(key_cols)}) DO UPDATE SET {sets}")
         return
-    stmt = _insert(conn, table)
+    stmt = insert(conn, table)
     stmt = stmt.on_conflict_do_update(index_elements=[table.c[k] for k in key_cols],
                                       set_={c: stmt.excluded[c] for c in columns if c not in key_cols})
     await conn.execute(stmt, [dict(zip(columns, r)) for r in rows])
@@ -202,7 +202,7 @@ async def insert_new(conn: AsyncConnection, table: sa.Table, columns: Sequence[s
     if conn.dialect.name == "postgresql":
         await _copy_insert(conn, table, columns, rows, "DO NOTHING")
         return
-    await conn.execute(_insert(conn, table).on_conflict_do_nothing(), [dict(zip(columns, r)) for r in rows])
+    await conn.execute(insert(conn, table).on_conflict_do_nothing(), [dict(zip(columns, r)) for r in rows])
 
 
 async def _copy_insert(conn: AsyncConnection, table: sa.Table, columns: Sequence[str], rows: Sequence[tuple],
@@ -289,7 +289,7 @@ async def ensure_contexts(conn: AsyncConnection, offers: dict[str, set[str]], no
                         "end_date": r.end_date, "document": {**r.document, "collectionIds": ids},
                         "updated_at": now_ms})
     if out:
-        stmt = _insert(conn, ctx)
+        stmt = insert(conn, ctx)
         await conn.execute(stmt.on_conflict_do_update(
             index_elements=[ctx.c.context_id],
             set_={c: stmt.excluded[c] for c in ("type", "collection_ids", "start_date", "end_date", "document",
@@ -299,6 +299,36 @@ async def ensure_contexts(conn: AsyncConnection, offers: dict[str, set[str]], no
 
 async def mark_scopes(conn: AsyncConnection, scopes: Iterable[tuple], now_ms: int, known: set[str] | None) -> None:
     from ...domain.scope import Scope
-    from .views import mark_dirty
+    from . import dirty
 
-    await mark_dirty(conn, [Scope(*s) for s in scopes if known is None or s[1] in known], now_ms)
+    await dirty.mark(conn, [Scope(*s) for s in scopes if known is None or s[1] in known], now_ms)
+
+
+# -- the named tables, for the import's use case (services/imports.py) ------------------------
+
+ASSESS_KEY = ("user_id", "collection_id", "context_id", "content_id", "attempt_id")
+
+
+async def existing_attempts(conn: AsyncConnection, keys: Iterable[tuple]) -> dict:
+    return await existing(conn, aa, ASSESS_KEY, keys)
+
+
+async def insert_attempts(conn: AsyncConnection, rows: Sequence[tuple]) -> None:
+    await insert_new(conn, aa, ASSESS_COLUMNS, rows)
+
+
+async def replace_attempts(conn: AsyncConnection, rows: Sequence[tuple]) -> None:
+    await upsert(conn, aa, ASSESS_COLUMNS, ASSESS_KEY, rows)
+
+
+async def attempts_of(conn: AsyncConnection, contents: Iterable[tuple]) -> list:
+    """The attempts of these (user, collection, context, content) keys."""
+    return await matching(conn, aa, ASSESS_KEY[:4], contents, lock=False)
+
+
+async def course_aggs(conn: AsyncConnection, keys: Iterable[tuple]) -> dict:
+    return await existing(conn, agg, AGG_KEY, keys)
+
+
+async def replace_course_aggs(conn: AsyncConnection, rows: Sequence[tuple]) -> None:
+    await upsert(conn, agg, AGG_COLUMNS, AGG_KEY, rows)

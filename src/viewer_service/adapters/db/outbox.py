@@ -7,10 +7,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ...domain.events import OutboxEvent
+from .sql import claim_due, insert
 from .tables import event_outbox as o
 
 Key = tuple[str, str]  # (user_id, event_id)
@@ -29,10 +29,6 @@ class Claimed:
         return (self.user_id, self.event_id)
 
 
-def _insert(conn: AsyncConnection):
-    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(o)
-
-
 async def enqueue(conn: AsyncConnection, user_id: str, events: Sequence[OutboxEvent], now_ms: int) -> None:
     """Queue events, due now. An event already queued (same user and event_id) is left as it is."""
     if not events:
@@ -40,20 +36,15 @@ async def enqueue(conn: AsyncConnection, user_id: str, events: Sequence[OutboxEv
     params = [{"user_id": user_id, "event_id": e.event_id, "kind": e.kind, "collection_id": e.collection_id,
                "context_id": e.context_id, "payload": e.payload, "created_at": now_ms, "due_at": now_ms,
                "attempts": 0} for e in events]
-    await conn.execute(_insert(conn).on_conflict_do_nothing(), params)
+    await conn.execute(insert(conn, o).on_conflict_do_nothing(), params)
 
 
 async def claim(conn: AsyncConnection, worker_id: str, now_ms: int, lease_ms: int, limit: int) -> list[Claimed]:
-    """Claim up to `limit` due events for `lease_ms`. Concurrent claimants skip each other's rows
-    (PostgreSQL SKIP LOCKED; SQLite write transactions are serial). An expired lease is due again."""
-    keys = (o.c.user_id, o.c.event_id)
-    due = sa.select(*keys).where(o.c.due_at <= now_ms).order_by(o.c.due_at).limit(limit)
-    if conn.dialect.name == "postgresql":
-        due = due.with_for_update(skip_locked=True)
-    stmt = (sa.update(o).where(sa.tuple_(*keys).in_(due))
-            .values(claimed_by=worker_id, due_at=now_ms + lease_ms, attempts=o.c.attempts + 1)
-            .returning(o.c.user_id, o.c.event_id, o.c.kind, o.c.payload, o.c.attempts))
-    return [Claimed(*r) for r in await conn.execute(stmt)]
+    """Claim up to `limit` due events for `lease_ms` (sql.claim_due)."""
+    rows = await claim_due(conn, o, (o.c.user_id, o.c.event_id),
+                           (o.c.user_id, o.c.event_id, o.c.kind, o.c.payload, o.c.attempts),
+                           worker_id, now_ms, lease_ms, limit)
+    return [Claimed(*r) for r in rows]
 
 
 def _keys_where(keys: Iterable[Key], worker_id: str | None):

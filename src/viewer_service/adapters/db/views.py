@@ -1,8 +1,9 @@
-"""Repository for consumption rows and the marks written with them."""
+"""Repository for consumption rows (table user_content_consumption), hot and archived."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 
 import orjson
 import sqlalchemy as sa
@@ -10,23 +11,16 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ...domain.scope import Scope
+from ...domain.scope import ContextMode, Scope
 from ...domain.views import ArchivedView, ContentView, RowKey
-from .notify import notify
-from .tables import archived_consumption as arc, cache_repair, scope_dirty, user_content_consumption as ucc
+from .sql import where_scope
+from .tables import archived_consumption as arc, user_content_consumption as ucc
+from .transaction import ConcurrentInsert
 
 KEY_COLS = (ucc.c.user_id, ucc.c.collection_id, ucc.c.context_id, ucc.c.content_id)
 DATA_COLS = [c.name for c in ucc.columns if c.name not in {k.name for k in KEY_COLS}]
 assert [c.name for c in ucc.columns][:4] == [k.name for k in KEY_COLS]
 assert DATA_COLS == [f for f in ContentView.__dataclass_fields__ if f != "key"], "to_row relies on this order"
-
-
-class ConcurrentInsert(Exception):
-    """Another transaction created a row this batch believed absent; retry the batch."""
-
-
-def _insert(conn: AsyncConnection, table: sa.Table):
-    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
 
 
 def to_row(r) -> ContentView:
@@ -41,15 +35,10 @@ def _params(v: ContentView) -> dict:
     return d
 
 
-_scope_where = lambda t, s: sa.and_(  # noqa: E731
-    t.c.user_id == s.user_id, t.c.collection_id == s.collection_id, t.c.context_id == s.context_id
-)
-
-
 async def load_scope(conn: AsyncConnection, scope: Scope) -> list[ContentView]:
     """The scope's rows: the hot ones, and the archived ones (ArchivedView) that have none."""
-    rows = [to_row(r) for r in await conn.execute(sa.select(ucc).where(_scope_where(ucc, scope)))]
-    return with_archived(rows, [to_archived(r) for r in await conn.execute(_ARC.where(_scope_where(arc, scope)))])
+    rows = [to_row(r) for r in await conn.execute(sa.select(ucc).where(where_scope(ucc, scope)))]
+    return with_archived(rows, [to_archived(r) for r in await conn.execute(_ARC.where(where_scope(arc, scope)))])
 
 
 # -- archived rows (docs/archive.md) ----------------------------------------------
@@ -70,6 +59,14 @@ def with_archived(rows: list[ContentView], archived: list[ArchivedView]) -> list
         return rows
     have = {v.key for v in rows}
     return rows + [a for a in archived if a.key not in have]
+
+
+async def lock_scope(conn: AsyncConnection, s: Scope) -> list[ContentView]:
+    """The scope's hot rows, locked (PostgreSQL) until the transaction ends."""
+    q = sa.select(ucc).where(where_scope(ucc, s)).order_by(ucc.c.content_id)
+    if conn.dialect.name == "postgresql":
+        q = q.with_for_update()
+    return [to_row(r) for r in await conn.execute(q)]
 
 
 async def archived_rows(conn: AsyncConnection, keys: Iterable[RowKey]) -> dict[RowKey, ArchivedView]:
@@ -188,49 +185,51 @@ _update_sqlite = (
 )
 
 
-async def mark_dirty(conn: AsyncConnection, scopes: Iterable[Scope], now_ms: int, *, propagate: bool = True) -> None:
-    params = [
-        {"user_id": s.user_id, "collection_id": s.collection_id, "context_id": s.context_id,
-         "seq": 1, "marked_at": now_ms, "due_at": now_ms, "propagate": propagate}
-        for s in sorted(set(scopes), key=lambda s: (s.user_id, s.collection_id, s.context_id))
-    ]
-    if not params:
-        return
-    await conn.execute(_mark_stmt(conn), params)
-    await notify(conn)  # the workers wake when this commits
+# -- a learner's rows across scopes (context modes, carry-forward: docs/modes.md) ------
+
+async def user_rows(conn: AsyncConnection, user_id: str, content_ids: Iterable[str]) -> list[ContentView]:
+    """The learner's rows of these contents, in every scope."""
+    ids = sorted(set(content_ids))
+    if not ids:
+        return []
+    q = sa.select(ucc).where(ucc.c.user_id == user_id, ucc.c.content_id.in_(ids))
+    rows = [to_row(r) for r in await conn.execute(q)]
+    # Archived completions carry too (their kept values: docs/archive.md).
+    archived = await conn.execute(_ARC.where(arc.c.user_id == user_id, arc.c.content_id.in_(ids)))
+    return with_archived(rows, [to_archived(r).live() for r in archived])
 
 
-def _mark_stmt(conn: AsyncConnection):
-    stmt = _insert(conn, scope_dirty)
-    d = scope_dirty.c
-    return stmt.on_conflict_do_update(
-        index_elements=[d.user_id, d.collection_id, d.context_id],
-        set_={
-            "seq": d.seq + 1,
-            "marked_at": stmt.excluded.marked_at,
-            "propagate": d.propagate | stmt.excluded.propagate,
-            # A claimed row keeps its lease (the claimant sees the new seq and requeues it); an
-            # unclaimed one waiting for its collection becomes due now.
-            "due_at": sa.case((d.claimed_by.is_(None) & (stmt.excluded.due_at < d.due_at), stmt.excluded.due_at),
-                              else_=d.due_at),
-        },
-    )
+async def mode_rows(conn: AsyncConnection, s: Scope, mode: ContextMode, leaves: Iterable[str]) -> list[ContentView]:
+    """The rows that count for the enrolment scope `s`, re-keyed to it. strict: its own rows;
+    collection: those at (collection, collection); content: each leaf's own (leaf, leaf) row."""
+    if mode is ContextMode.STRICT:
+        return await load_scope(conn, s)
+    if mode is ContextMode.COLLECTION:
+        q = sa.select(ucc).where(ucc.c.user_id == s.user_id, ucc.c.collection_id == s.collection_id,
+                                 ucc.c.context_id == s.collection_id)
+    else:
+        ids = sorted(set(leaves))
+        if not ids:
+            return []
+        q = sa.select(ucc).where(ucc.c.user_id == s.user_id, ucc.c.collection_id.in_(ids),
+                                 ucc.c.context_id == ucc.c.collection_id, ucc.c.content_id == ucc.c.collection_id)
+    rows = [to_row(r) for r in await conn.execute(q)]
+    return [v if v.key.scope == s else _rekey(v, s) for v in rows]
 
 
-async def add_repairs(conn: AsyncConnection, scopes: Iterable[Scope], now_ms: int) -> None:
-    params = [{"user_id": s.user_id, "collection_id": s.collection_id, "context_id": s.context_id,
-               "created_at": now_ms} for s in set(scopes)]
-    if params:
-        await conn.execute(_insert(conn, cache_repair).on_conflict_do_nothing(), params)
+def _rekey(v: ContentView, s: Scope) -> ContentView:
+    return replace(v, key=RowKey(s.user_id, s.collection_id, s.context_id, v.key.content_id))
 
 
-async def list_repairs(conn: AsyncConnection, limit: int = 1000) -> list[Scope]:
-    rows = await conn.execute(
-        sa.select(cache_repair.c.user_id, cache_repair.c.collection_id, cache_repair.c.context_id).limit(limit)
-    )
-    return [Scope(*r) for r in rows]
+async def delete_scope(conn: AsyncConnection, s: Scope) -> None:
+    await conn.execute(sa.delete(ucc).where(where_scope(ucc, s)))
 
 
-async def remove_repairs(conn: AsyncConnection, scopes: Iterable[Scope]) -> None:
-    for s in scopes:
-        await conn.execute(sa.delete(cache_repair).where(_scope_where(cache_repair, s)))
+async def consumed_scopes(conn: AsyncConnection, user_id: str, s: Scope | None = None) -> dict[Scope, int | None]:
+    """The learner's scopes that hold consumption inside a collection, with the first access
+    time. A standalone content view (the collection is the content itself) is not a summary."""
+    q = (sa.select(ucc.c.collection_id, ucc.c.context_id, sa.func.min(ucc.c.first_access_time))
+         .where(ucc.c.user_id == user_id if s is None else where_scope(ucc, s))
+         .group_by(ucc.c.collection_id, ucc.c.context_id)
+         .having(sa.func.sum(sa.case((ucc.c.content_id != ucc.c.collection_id, 1), else_=0)) > 0))
+    return {Scope(user_id, r[0], r[1]): r[2] for r in await conn.execute(q)}
