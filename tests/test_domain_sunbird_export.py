@@ -142,7 +142,7 @@ def test_the_mapper_reads_records_as_consumption_row_reads_dicts():
     names = ["userid", "courseid", "batchid", "contentid", "status", "progress", "lastaccesstime",
              "last_access_time", "lastupdatedtime", "last_updated_time", "progressdetails", "viewcount"]
     h = Header("user_content_consumption", names)
-    row = sunbird.consumption_mapper(h, "strict", NOW)
+    row = sunbird.consumption_mapper(h, ContextMode.STRICT, NOW)
     records = [
         ["u", "c", "b", "x", "2", "40", "2021-06-23 05:37:40:575+0000", "", "", "2021-06-23 05:37:41.575000+0000",
          '{"p": 1}', "3"],
@@ -150,7 +150,7 @@ def test_the_mapper_reads_records_as_consumption_row_reads_dicts():
          "2021-06-24 05:37:40.575000+0000", "", ""],
     ]
     for fields in records:
-        assert row(fields) == sunbird.consumption_row(h.record(fields), "strict", NOW)
+        assert row(fields) == sunbird.consumption_row(h.record(fields), ContextMode.STRICT, NOW)
     assert row(records[0])[11] == T and row(records[1])[11] == T and row(records[1])[13] == T  # first non-empty
     with pytest.raises(Reject, match="11 fields"):
         row(records[0][:-1])
