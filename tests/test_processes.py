@@ -188,6 +188,7 @@ class Load:
         self.bases = bases
         self.sent = 0
         self.acked = 0
+        self.acked_by = {b: 0 for b in bases}
         self.progress: dict[tuple[str, str], int] = {}  # (user, content) -> highest acknowledged progress
         self.ended: set[tuple[str, str]] = set()
         self.client = httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=32))
@@ -203,6 +204,7 @@ class Load:
             assert r.status_code == 200, (path, r.status_code, r.text[:500])
             self.sent += 1
             self.acked += 1
+            self.acked_by[base] += 1
             return
         raise AssertionError(f"{path} was not acknowledged by either process in 40 attempts")
 
@@ -223,7 +225,7 @@ class Load:
 async def test_two_serves_and_two_workers_lose_nothing_when_one_of_each_is_killed(pg_server, redis_cluster, tmp_path):
     """Two `serve` and two `worker` processes on one PostgreSQL and one Redis Cluster, under view
     start/update/end load with enrolments that complete. One serve and one worker are killed
-    (SIGKILL) a third of the way in and started again. Every acknowledged write is in the database
+    (SIGKILL) mid-run and started again; the last learners start after the restart. Every acknowledged write is in the database
     and in what both serving processes read back; every completion has its two events, once."""
     import redis.asyncio as aioredis
 
@@ -261,8 +263,12 @@ async def test_two_serves_and_two_workers_lose_nothing_when_one_of_each_is_kille
             plan = {f"kill-{run}-{i}": LEAVES if i % 4 else LEAVES[:2] for i in range(32)}
             per_learner = {u: 1 + 4 * len(leaves) for u, leaves in plan.items()}
             total = sum(per_learner.values())
-            kill_at = total // 3
+            # The last quarter of the learners start once the killed serve answers again, so the
+            # restarted processes take part.
+            second_wave = set(list(plan)[-len(plan) // 4:])
+            kill_at = (total - sum(per_learner[u] for u in second_wave)) // 2
             marks: dict[str, int] = {}
+            restarted = asyncio.Event()
 
             async def chaos():
                 loop = asyncio.get_running_loop()
@@ -279,10 +285,14 @@ async def test_two_serves_and_two_workers_lose_nothing_when_one_of_each_is_kille
                 serves[0] = procs.start("serve0-again", "serve", "--port", str(ports[0]))
                 await wait_answering(bases[0] + "/health", serves[0])
                 marks["serve restarted at"] = load.acked
+                marks["acked by it before"] = load.acked_by[bases[0]]
+                restarted.set()
 
             sem = asyncio.Semaphore(12)
 
             async def one(user):
+                if user in second_wave:
+                    await asyncio.wait_for(restarted.wait(), 300)
                 async with sem:
                     await load.learner(user, ids, plan[user], random.Random(f"{run}{user}"))
 
@@ -291,7 +301,8 @@ async def test_two_serves_and_two_workers_lose_nothing_when_one_of_each_is_kille
             except Exception as e:
                 raise AssertionError(f"load failed: {e!r}; logs:\n{procs.logs()}") from e
             assert load.acked == total
-            assert marks["serve restarted at"] < total, "the restarted serve took no part in the run"
+            after_restart = load.acked_by[bases[0]] - marks["acked by it before"]
+            assert after_restart > 0, "the restarted serve took no part in the run"
 
             # Bounded: the workers catch up (recomputes done, events delivered).
             completing = {u for u, leaves in plan.items() if leaves == LEAVES}
@@ -335,7 +346,8 @@ async def test_two_serves_and_two_workers_lose_nothing_when_one_of_each_is_kille
             assert issued == audited == sorted(completing)
             print(f"\nkill test: {load.acked} requests acknowledged ({total - len(plan)} view writes), "
                   f"serve and worker killed at {marks['killed at']}, serve answering again at "
-                  f"{marks['serve restarted at']}; lost {len(lost)}; {len(completing)} completions, "
+                  f"{marks['serve restarted at']} (then acknowledged {after_restart}); lost {len(lost)}; "
+                  f"{len(completing)} completions, "
                   f"{len(events)} events, duplicates {duplicates}")
         finally:
             procs.stop_all()
