@@ -142,9 +142,9 @@ def report(args, started, machine, vers, results: dict[int, ConfigResult]) -> st
          f"servers on CPU(s) {args.server_cpus}. × {first}: median over rounds of req/s ÷ the {first}-process "
          f"req/s of the same phase and round. × floor: ÷ the {first}-process floor (`POST /bench/floor`, no I/O). "
          "CPU in cores (CPU seconds ÷ wall seconds); serving processes busiest first.", "",
-         f"| phase | N | req/s | × {first} | × floor@{first} | p50 ms | p99 ms | server CPU (per process) | wrk | "
-         "PostgreSQL | Redis | rest | machine busy | req/s per round |",
-         "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|"]
+         f"| phase | N | req/s | × {first} | × floor@{first} | p50 ms | p99 ms | server CPU (per process) | server CPU µs/req | "
+         "wrk | PostgreSQL | Redis | rest | machine busy | req/s per round |",
+         "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|"]
     for phase in args.phases:
         for n in args.workers:
             p = s[n].get(phase)
@@ -156,7 +156,7 @@ def report(args, started, machine, vers, results: dict[int, ConfigResult]) -> st
             per = " / ".join(f"{w:.2f}" for w in p["worker_cpu"]) or f"{p['server_cpu']:.2f}"
             L.append(f"| {phase} | {n} | {p['rps']:,.0f} | {med(per_round):.2f} | "
                      f"{p['rps'] / fl['rps'] if fl else float('nan'):.2f} | {p['p50']:.2f} | {p['p99']:.2f} | "
-                     f"{p['server_cpu']:.2f} ({per}) | {p['wrk_cpu']:.2f} | {p['pg_cpu']:.2f} | {p['redis_cpu']:.2f} | "
+                     f"{p['server_cpu']:.2f} ({per}) | {p['cpu_us_per_req']:.0f} | {p['wrk_cpu']:.2f} | {p['pg_cpu']:.2f} | {p['redis_cpu']:.2f} | "
                      f"{p['other_cpu']:.2f} | {p['machine_busy'] * NCPU:.2f} | "
                      f"{', '.join(f'{x:,.0f}' for x in p['rps_all'])} |")
     bad = [(n, ph) for n, x in s.items() for ph, p in x.items() if p["non2xx"] or p["timeouts"]]
