@@ -40,6 +40,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -127,6 +128,69 @@ def agg_select(json_fn: str) -> str:
            CASE WHEN {DONE} = {PER} THEN {T0} END, {T0}"""
 
 
+def run_async(coro):
+    """asyncio.run, with SIGINT/SIGTERM cancelling the coroutine (so its `finally` blocks close their
+    connections) and then raising KeyboardInterrupt: an interrupt raised in the middle of a driver
+    call can leave the engine's dispose waiting forever, and the cleanup never running."""
+
+    async def main():
+        task = asyncio.ensure_future(coro)
+        loop = asyncio.get_running_loop()
+        sigs = (signal.SIGINT, signal.SIGTERM) if threading.current_thread() is threading.main_thread() else ()
+        for sig in sigs:
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            return await task
+        except asyncio.CancelledError:
+            raise KeyboardInterrupt("signal") from None
+        finally:
+            for sig in sigs:
+                loop.remove_signal_handler(sig)
+            if sigs:  # back to raising KeyboardInterrupt outside the loop
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+                signal.signal(signal.SIGTERM, _sigterm)
+
+    return asyncio.run(main())
+
+
+# --------------------------------------------------------------------------- CPU of our own PostgreSQL backends
+
+def proc_cpu_s(pid: int) -> float:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    f = raw[raw.rindex(")") + 2:].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class PgBackends:
+    """CPU seconds of the PostgreSQL backends connected to one database: the server is shared with
+    other jobs, so only our database's backends count. A backend that ends in between is missed."""
+
+    def __init__(self, admin_url: str | None, dbname: str | None):
+        self.admin_url, self.dbname = admin_url, dbname
+
+    def snapshot(self) -> dict[int, float]:
+        if not self.dbname:
+            return {}
+        import asyncpg
+
+        async def pids():
+            conn = await asyncpg.connect(plain_pg_url(self.admin_url))
+            try:
+                return [r[0] for r in await conn.fetch(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", self.dbname)]
+            finally:
+                await conn.close()
+
+        return {p: proc_cpu_s(p) for p in run_async(pids())}
+
+    def since(self, before: dict[int, float]) -> float:
+        after = self.snapshot()
+        return sum(cpu - before.get(p, 0.0) for p, cpu in after.items())
+
+
 # --------------------------------------------------------------------------- loaders
 
 async def _pg_load(url: str, learners: int, chunk_rows: int) -> None:
@@ -207,7 +271,7 @@ async def register_collections(url: str) -> None:
 
 # --------------------------------------------------------------------------- worker
 
-async def worker_rate(url: str, learners: int, passes: int) -> list[dict]:
+async def worker_rate(url: str, learners: int, passes: int, pg: PgBackends) -> list[dict]:
     import sqlalchemy as sa
 
     from viewer_service.adapters.db.engine import make_engine
@@ -230,13 +294,16 @@ async def worker_rate(url: str, learners: int, passes: int) -> list[dict]:
                     await conn.execution_options(isolation_level="AUTOCOMMIT")
                     await conn.exec_driver_sql("VACUUM (ANALYZE) scope_dirty, user_activity_agg, enrolment, event_outbox")
             w = AggregationWorker(engine, catalog, batch=100)
+            g0 = await asyncio.to_thread(pg.snapshot)
             t0, c0 = time.perf_counter(), time.process_time()
             while await w.run_once():
                 pass
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            pg_cpu = await asyncio.to_thread(pg.since, g0)
             async with engine.connect() as conn:
                 left = (await conn.execute(sa.select(sa.func.count()).select_from(scope_dirty))).scalar_one()
-            out.append({"scopes": w.recomputed, "wall_s": wall, "cpu_s": cpu, "rate": w.recomputed / wall, "left": left})
+            out.append({"scopes": w.recomputed, "wall_s": wall, "cpu_s": cpu, "pg_cpu_s": pg_cpu,
+                        "rate": w.recomputed / wall, "left": left})
             say(f"  worker pass {p + 1}: {w.recomputed} scopes in {wall:.2f} s = {w.recomputed / wall:,.0f}/s, left {left}")
     finally:
         await catalog.close()
@@ -327,9 +394,11 @@ def redis_memory(url: str, prefix: str, learners: int, set_size: int) -> dict:
 
 # --------------------------------------------------------------------------- one (stack, size)
 
-def lat(r) -> dict:
+def lat(r, pg_cpu: float = 0.0) -> dict:
     d = r.data
-    return {"requests": d["requests"], "rps": d["rps"], "p50_ms": d["latency_us"]["p50"] / 1000,
+    n = max(1, d["requests"])
+    return {"requests": d["requests"], "rps": d["rps"], "server_us": r.server_cpu_s / n * 1e6,
+            "pg_us": pg_cpu / n * 1e6, "redis_us": r.services_cpu_s.get("Redis", 0.0) / n * 1e6, "p50_ms": d["latency_us"]["p50"] / 1000,
             "p99_ms": d["latency_us"]["p99"] / 1000, "non2xx": int(d["errors"]["status"]),
             "timeouts": int(d["errors"]["timeout"])}
 
@@ -366,11 +435,11 @@ def run_one(args, stack: str, rows: int, outdir: Path, wrk_exe: str) -> dict:
         env["VIEWER_DATABASE_URL"] = url
         say(f"[{name}] loading {res['rows']:,} rows ({learners:,} learners x {COLS} collections x {PER} contents)")
         t0 = time.perf_counter()
-        asyncio.run(register_collections(url))
+        run_async(register_collections(url))
         if stack == "sqlite":
             sqlite_load(path, learners, args.chunk_rows)
         else:
-            asyncio.run(_pg_load(url, learners, args.chunk_rows))
+            run_async(_pg_load(url, learners, args.chunk_rows))
         res["load_s"] = time.perf_counter() - t0
         say(f"[{name}] loaded in {res['load_s']:.1f} s")
 
@@ -383,9 +452,11 @@ def run_one(args, stack: str, rows: int, outdir: Path, wrk_exe: str) -> dict:
         common = [f"learners={learners}", f"cols={COLS}", f"per={PER}", "threads=1"]
         # Cold: distinct scopes, each read once, on a fresh cache. Offset 1 keeps them apart from the
         # cached set (offset 0) wherever the table has more scopes than both lists.
+        pg = PgBackends(args.pg_url if stack == "postgres" else None, db.name if stack == "postgres" else None)
+        g0 = pg.snapshot()
         r = wrk.run("scale", server, args.cold_limit, common + ["mode=list", f"set={args.cold}", "offset=1"],
                     seed_mode=True, limit_s=args.cold_limit + 60)
-        res["phases"]["cold_reads"] = [lat(r)]
+        res["phases"]["cold_reads"] = [lat(r, pg.since(g0))]
         r = wrk.run("scale", server, args.cold_limit, common + ["mode=list", f"set={args.set}", "offset=0"],
                     seed_mode=True, limit_s=args.cold_limit + 60)
         res["warm_reads"] = lat(r)
@@ -397,17 +468,18 @@ def run_one(args, stack: str, rows: int, outdir: Path, wrk_exe: str) -> dict:
             for phase in ("writes", "reads"):
                 if not server.alive():
                     raise BenchError(f"server died:\n{tail(server.log_path)}")
+                g0 = pg.snapshot()
                 r = wrk.run("scale", server, args.duration, common + [f"mode={phase}", f"set={args.set}",
                                                                       f"seed={rep + 1}"])
-                res["phases"].setdefault(phase, []).append(lat(r))
+                res["phases"].setdefault(phase, []).append(lat(r, pg.since(g0)))
                 say(f"[{name}] {phase} {rep + 1}: {r.rps:,.0f}/s p50 {r.lat_ms('p50'):.2f} ms p99 {r.lat_ms('p99'):.2f} ms")
         res["rss_end_kb"] = server.memory()["total_kb"]
         if stack == "postgres":
             res["redis"] = redis_memory(args.redis_url, prefix.prefix, learners, args.set)
         server.stop()
         say(f"[{name}] worker: {args.worker_passes} passes of {len(worker_sample(learners))} scopes")
-        res["worker"] = asyncio.run(worker_rate(url, learners, args.worker_passes))
-        res["sizes"] = sqlite_sizes(path) if stack == "sqlite" else asyncio.run(pg_sizes(url, learners))
+        res["worker"] = run_async(worker_rate(url, learners, args.worker_passes, pg))
+        res["sizes"] = sqlite_sizes(path) if stack == "sqlite" else run_async(pg_sizes(url, learners))
         bad = [p for p, xs in res["phases"].items() for x in xs if x["non2xx"] or x["timeouts"]]
         if bad:
             raise BenchError(f"non-2xx answers or timeouts in {bad}; see {outdir}")
@@ -424,9 +496,11 @@ def run_one(args, stack: str, rows: int, outdir: Path, wrk_exe: str) -> dict:
 def summary(res: dict) -> dict:
     s = {}
     for phase, xs in res.get("phases", {}).items():
-        s[phase] = {k: med([x[k] for x in xs]) for k in ("rps", "p50_ms", "p99_ms")}
+        s[phase] = {k: med([x[k] for x in xs]) for k in ("rps", "p50_ms", "p99_ms", "server_us", "pg_us", "redis_us")}
     w = res.get("worker") or []
     s["worker_rate"] = med([x["rate"] for x in w])
+    s["worker_ms"] = med([x["cpu_s"] / max(1, x["scopes"]) * 1000 for x in w])
+    s["worker_pg_ms"] = med([x.get("pg_cpu_s", 0.0) / max(1, x["scopes"]) * 1000 for x in w])
     return s
 
 
@@ -439,7 +513,7 @@ def report(args, started, results: list[dict]) -> str:
          f"`wrk -t1 -c{args.connections}`, {args.duration} s phases, {args.repeats} repeat(s) of writes → "
          f"cached reads (medians); cold reads: up to {args.cold:,} distinct scopes each read once on a fresh "
          f"cache; cached reads: {args.set:,} scopes spread over the table, read once before; worker: "
-         f"{args.worker_passes} passes over {WORKER_SCOPES} scopes (median). Rows: learners x {COLS} collections "
+         f"{args.worker_passes} passes over up to {WORKER_SCOPES} scopes spread over the table (median). Rows: learners x {COLS} collections "
          f"x {PER} contents. Latencies in ms.", ""]
     for stack in args.stacks:
         rs = [r for r in results if r["stack"] == stack]
@@ -464,6 +538,17 @@ def report(args, started, results: list[dict]) -> str:
                      f"{s['cold_reads']['p99_ms']:.2f} | {r['phases']['cold_reads'][0]['requests']:,} | "
                      f"{s['worker_rate']:,.0f} | {r['rss_end_kb'] / 1024:.0f} | {mb(u['heap'])} | {mb(idx)} | {mb(dbsize)} |")
         ok = [r for r in rs if not r.get("error")]
+        L += ["", "CPU per request (µs; medians; PostgreSQL: only this run's database's backends; Redis: the whole "
+              "shared server) and per recomputed scope (ms):", "",
+              "| rows | write server | write PG | write Redis | cached read server | cached read Redis | cold read server "
+              "| cold read PG | worker process ms/scope | worker PG ms/scope |",
+              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in ok:
+            s = summary(r)
+            w, rd, c = s["writes"], s["reads"], s["cold_reads"]
+            L.append(f"| {r['rows']:,} | {w['server_us']:.0f} | {w['pg_us']:.0f} | {w['redis_us']:.0f} | "
+                     f"{rd['server_us']:.0f} | {rd['redis_us']:.0f} | {c['server_us']:.0f} | {c['pg_us']:.0f} | "
+                     f"{s['worker_ms']:.2f} | {s['worker_pg_ms']:.2f} |")
         if len(ok) >= 2:
             a, b = summary(ok[0]), summary(ok[-1])
             L += ["", f"{ok[-1]['rows']:,} vs {ok[0]['rows']:,} rows, same sitting: " + ", ".join(
