@@ -425,11 +425,12 @@ def run_one(args, stack: str, rows: int, outdir: Path, wrk_exe: str) -> dict:
             db.name = db.name.replace("viewer_bench_", "viewer_scale_")
             db.url = db.url.rsplit("/", 1)[0] + "/" + db.name
             db.create()
+            res["database"] = db.name
             cleanup.push(f"database {db.name}", db.drop)
             url = db.url.replace("postgresql://", "postgresql+asyncpg://", 1)
             upgrade(url)
             prefix = RedisPrefix(args.redis_url)
-            prefix.prefix = prefix.prefix.replace("bench-", "scale-")
+            prefix.prefix = res["redis_prefix"] = prefix.prefix.replace("bench-", "scale-")
             cleanup.push(f"redis keys {prefix.prefix}*", prefix.delete)
             env.update(VIEWER_REDIS_URL=args.redis_url, VIEWER_REDIS_PREFIX=prefix.prefix)
         env["VIEWER_DATABASE_URL"] = url
