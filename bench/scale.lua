@@ -8,6 +8,8 @@
 --                SEED_THREAD_DONE; bench/scale.py then interrupts wrk). offset=<n> picks which scopes:
 --                scope i of the list is (i * 7919 + offset) mod scopes, so distinct scopes for
 --                i < scopes. With a fresh cache every read of a list is a cache miss ("cold").
+--                absent=1: the same reads for learners that have no rows ("scale_absent_u<u>"): a
+--                warm-up of the read path (connections, prepared statements) that fills no real scope.
 --   wrk -t1 -c16 -d5s -s bench/scale.lua http://127.0.0.1:8080 -- mode=writes learners=50000
 local dir = string.match(debug.getinfo(1, "S").source, "^@(.*/)") or "./"
 local c = dofile(dir .. "common.lua")
@@ -15,7 +17,7 @@ setup = c.setup
 c.install_diag()
 
 local STRIDE = 7919  -- prime: coprime with the scope counts used (learners * 10, powers of 10)
-local mode, learners, cols, per, set, offset, nthreads, scopes
+local mode, learners, cols, per, set, offset, nthreads, scopes, user_prefix
 local next_i, sent = 0, 0
 local ids = {}
 list_total, list_done = 0, 0
@@ -29,6 +31,7 @@ function init(args)
   scopes = learners * cols
   set = math.min(c.num(o, "set", 2000), scopes)
   offset = c.num(o, "offset", 0)
+  user_prefix = (o.absent == "1") and "scale_absent_u" or "scale_u"
   nthreads = c.num(o, "threads", 1)
   c.seed_random(o, tid)
   next_i = tid - 1
@@ -42,7 +45,7 @@ function init(args)
 end
 
 local function body(u, col, content_json, extra)
-  return '{"request":{"userId":"scale_u' .. u .. '","collectionId":"scale_c' .. col ..
+  return '{"request":{"userId":"' .. user_prefix .. u .. '","collectionId":"scale_c' .. col ..
     '","contextId":"scale_batch","contentId":' .. content_json .. (extra or '') .. '}}'
 end
 

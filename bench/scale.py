@@ -454,6 +454,9 @@ def run_one(args, stack: str, rows: int, outdir: Path, wrk_exe: str) -> dict:
         # Cold: distinct scopes, each read once, on a fresh cache. Offset 1 keeps them apart from the
         # cached set (offset 0) wherever the table has more scopes than both lists.
         pg = PgBackends(args.pg_url if stack == "postgres" else None, db.name if stack == "postgres" else None)
+        # Warm-up of the read path (pool connections, prepared statements) on learners without rows.
+        wrk.run("scale", server, args.cold_limit, common + ["mode=list", "set=300", "absent=1"],
+                seed_mode=True, limit_s=args.cold_limit + 60)
         g0 = pg.snapshot()
         r = wrk.run("scale", server, args.cold_limit, common + ["mode=list", f"set={args.cold}", "offset=1"],
                     seed_mode=True, limit_s=args.cold_limit + 60)
