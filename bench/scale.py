@@ -520,7 +520,7 @@ def report(args, started, results: list[dict]) -> str:
          f"{args.worker_passes} passes over up to {WORKER_SCOPES} scopes spread over the table (median). Rows: learners x {COLS} collections "
          f"x {PER} contents. Latencies in ms.", ""]
     for stack in args.stacks:
-        rs = [r for r in results if r["stack"] == stack]
+        rs = sorted((r for r in results if r["stack"] == stack), key=lambda r: r["rows"])
         if not rs:
             continue
         L += [f"## {'PostgreSQL + Redis' if stack == 'postgres' else 'SQLite (embedded, in-process cache)'}", "",
@@ -579,7 +579,9 @@ def report(args, started, results: list[dict]) -> str:
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sizes", default="10000,100000,1000000,10000000", help="consumption rows, comma list")
+    p.add_argument("--sizes", default="10000,10000000,100000,1000000",
+                   help="consumption rows, comma list, run in this order (default: the two ends first, so "
+                        "that 10^7 vs 10^4 is measured early in the sitting)")
     p.add_argument("--stacks", default="postgres,sqlite", help="comma list of postgres, sqlite")
     p.add_argument("-c", "--connections", type=int, default=16, help="wrk connections")
     p.add_argument("-d", "--duration", type=int, default=5, help="seconds per measured phase")
