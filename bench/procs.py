@@ -8,8 +8,8 @@ One fresh database and Redis key prefix, seeded once (bench/seed.lua through the
 server). One server per N, all started before measuring and all on that database and prefix, so
 the cache is warm for every one; then rounds of floor, reads, writes (bench/<phase>.lua), each
 phase run against N = 1, 2, 4 in turn (floor@1, floor@2, floor@4, reads@1, ...), so a noisy
-neighbour hits every N alike. The floor is `POST /bench/floor` of the same server: what the HTTP
-stack alone does with N processes on this machine. Reported: medians, and the median over rounds
+neighbour hits every N alike. The floor is the fixed floor app (bench/floor_app.py, one uvicorn
+process, no I/O), measured in each N's turn: the same reference for every N. Reported: medians, and the median over rounds
 of each N's req/s ÷ the 1-process req/s of the same phase and round; CPU (cores) of every serving
 process, of wrk, of PostgreSQL, of Redis and of the rest of the machine, so the report shows where
 the cores went.
@@ -32,7 +32,7 @@ import sys
 from pathlib import Path
 
 from harness import BenchError, Cleanup, _sigterm, med
-from run import (NCPU, RESULTS, ROOT, ConfigResult, PgDatabase, RedisPrefix, Server, Wrk, machine_info,
+from run import (NCPU, RESULTS, ROOT, ConfigResult, FloorServer, PgDatabase, RedisPrefix, Server, Wrk, machine_info,
                  seed_views, service_command, summarize, versions)
 
 PHASES = ("floor", "reads", "writes", "mix")
@@ -89,7 +89,7 @@ def measure(args, outdir: Path, wrk_exe: str) -> dict[int, ConfigResult]:
         prefix = RedisPrefix(args.redis_url)
         cleanup.push(f"redis keys {prefix.prefix}*", prefix.delete)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("VIEWER_", "PROMETHEUS_"))}
-        env.update(VIEWER_BENCH_FLOOR="true", VIEWER_DATABASE_URL=db.url, VIEWER_REDIS_URL=args.redis_url,
+        env.update(VIEWER_DATABASE_URL=db.url, VIEWER_REDIS_URL=args.redis_url,
                    VIEWER_REDIS_PREFIX=prefix.prefix)
         servers: dict[int, Server] = {}
         for i, n in enumerate(args.workers):
@@ -97,20 +97,24 @@ def measure(args, outdir: Path, wrk_exe: str) -> dict[int, ConfigResult]:
             cleanup.push(f"server w{n}", servers[n].stop)
             results[n].startup_s = servers[n].start(args.startup_timeout)
             print(f"bench: {n} process(es) up on {servers[n].url}, pids {servers[n].pids()}", file=sys.stderr)
+        floor = FloorServer(outdir / "floor.log")
+        cleanup.push("floor server", floor.stop)
+        floor.start(args.startup_timeout)
+        target = lambda phase, n: floor if phase == "floor" else servers[n]  # noqa: E731
         wrk = Wrk(wrk_exe, args.threads, args.connections, args.wrk_timeout, False, outdir / "wrk.log", cleanup)
         base = servers[args.workers[0]]
         results[args.workers[0]].seed = seed_views(args, wrk, base, f"w{args.workers[0]}", base.log_path)
         common = [f"learners={args.learners}", f"contents={args.contents}"]
         for phase in args.phases:
             for n in args.workers:
-                wrk.run(phase, servers[n], args.warmup, common + [f"seed={args.seed + 999}", f"tag=w{secrets.token_hex(3)}"])
+                wrk.run(phase, target(phase, n), args.warmup, common + [f"seed={args.seed + 999}", f"tag=w{secrets.token_hex(3)}"])
         for rep in range(args.repeats):
             for phase in args.phases:
                 for n in args.workers:
                     if not servers[n].alive():
                         raise BenchError(f"the {n}-process server died; log {servers[n].log_path}")
                     extra = [f"seed={args.seed * 100 + rep}", f"tag=r{rep}x{secrets.token_hex(3)}"]
-                    r = wrk.run(phase, servers[n], args.duration, common + extra)
+                    r = wrk.run(phase, target(phase, n), args.duration, common + extra)
                     results[n].runs[phase].append(r)
                     per = " / ".join(f"{w / r.wall_s:.2f}" for w in r.worker_cpu_s)
                     print(f"bench: round {rep + 1} {phase:6} {n} proc: {r.rps:8.0f} req/s  p99 "
@@ -140,7 +144,7 @@ def report(args, started, machine, vers, results: dict[int, ConfigResult]) -> st
          f"{args.learners:,} learners × {args.contents} contents seeded; `wrk -t{args.threads} -c{args.connections} "
          f"-d{args.duration}s`, {args.repeats} round(s), phases interleaved across N; wrk on CPU(s) {args.wrk_cpus}, "
          f"servers on CPU(s) {args.server_cpus}. × {first}: median over rounds of req/s ÷ the {first}-process "
-         f"req/s of the same phase and round. × floor: ÷ the {first}-process floor (`POST /bench/floor`, no I/O). "
+         f"req/s of the same phase and round. × floor: ÷ the fixed floor app (`bench/floor_app.py`, 1 process, no I/O) in the {first}-process turn. "
          "CPU in cores (CPU seconds ÷ wall seconds); serving processes busiest first.", "",
          f"| phase | N | req/s | × {first} | × floor@{first} | p50 ms | p99 ms | server CPU (per process) | server CPU µs/req | "
          "wrk | PostgreSQL | Redis | rest | machine busy | req/s per round |",
