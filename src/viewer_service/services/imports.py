@@ -201,8 +201,7 @@ class Importer:
                 async with self.engine.begin() as conn:
                     if table == "user_content_consumption":
                         await repo.prepare(conn)
-                        ins, mer = await repo.merge_consumption(conn, _dedupe(batch.rows, 4, sunbird.merge_consumption),
-                                                                now, known)
+                        ins, mer = await repo.merge_consumption(conn, batch.rows, now, known)  # deduped by map_batch
                     elif table == "user_enrolments":
                         ins, mer = await self._enrolments(conn, batch.rows, now, known)
                     elif table == "assessment_aggregator":
@@ -360,6 +359,8 @@ def map_batch(table: str, names: list[str], mode: str, now: int, records: list[l
             rows.append(convert(fields))
         except sunbird.Reject as e:
             rejects.append((fields, str(e)))
+    if table == "user_content_consumption":  # one row per key, here: off the thread that feeds the database
+        rows = _dedupe(rows, 4, sunbird.merge_consumption)
     return rows, rejects
 
 
