@@ -30,9 +30,9 @@ from ..services.views import ViewService
 from ..worker import AggregationWorker, build_worker
 from . import assessments, collections, docs, downloads, enrolments, errors, health, summaries, sunbird, views
 from . import dashboard, reports
-from .body import install_openapi
+from .openapi import install_openapi
 from .auth import AuthError, Authenticator, resolve_user
-from .body_guard import BodyGuard
+from .body_limits import BodyLimits
 from .envelope import envelope
 from .observe import Observe
 
@@ -166,6 +166,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             body, content_type = await metrics.exposition(request.app.state.app)
             return Response(body, headers={"content-type": content_type})
 
-    app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimits, max_bytes=settings.max_body_bytes)
     app.add_middleware(Observe, metrics_on=settings.metrics, access_log=settings.access_log)
     return app

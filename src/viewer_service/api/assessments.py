@@ -12,10 +12,11 @@ from ..domain.errors import DomainError
 from ..domain.scope import resolve_scope
 from ..domain.views import RowKey
 from ..services.assessments import AttemptInput
-from .assessment_schemas import AssessmentReadRequest, AttemptBody, SubmitBody, SubmitRequest
-from .body import documented, parse
-from .envelope import envelope
-from .views import _msgid, read_entries, read_result
+from .schemas.assessments import AssessmentReadRequest, AttemptBody, SubmitBody, SubmitRequest
+from .openapi import documented
+from .parsing import parse
+from .envelope import envelope, msgid
+from .views import read_entries, read_result
 
 router = APIRouter(prefix="/v1/assessment", tags=["assessments"])
 _attempt = TypeAdapter(AttemptBody)
@@ -82,7 +83,7 @@ async def submit(request: Request):
     if await app.assessments.submit(inputs) and app.worker is not None:
         app.worker.wake()
     result = {i.key.content_id: "SUCCESS" for i in inputs}
-    return envelope("api.assessment.submit", result, msgid=_msgid(request, body))
+    return envelope("api.assessment.submit", result, msgid=msgid(request, body))
 
 
 @router.post("/read", openapi_extra=documented(AssessmentReadRequest),
@@ -114,4 +115,4 @@ async def read(request: Request):
                 item["archived"] = True  # some attempts' details are in the archive files (docs/archive.md)
         contents.append(item)
     return envelope("api.assessment.read", read_result(user, scope, multi, b.contextId, contents),
-                    msgid=_msgid(request, body))
+                    msgid=msgid(request, body))

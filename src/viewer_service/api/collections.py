@@ -6,10 +6,10 @@ from fastapi import APIRouter, Request
 from pydantic_core import from_json
 
 from ..domain.collections import Collection, CollectionNotFound
-from .body import documented, parse, path_id
-from .collection_schemas import CollectionRequest
-from .envelope import envelope
-from .errors import msgid
+from .openapi import documented
+from .parsing import parse, path_id
+from .schemas.collections import CollectionRequest
+from .envelope import envelope, msgid
 
 router = APIRouter(prefix="/v1/collection", tags=["collections"])
 
@@ -45,7 +45,7 @@ async def put_collection(request: Request, collectionId: str):
     # model's: large integers stay integers, and put() refuses them rather than rounding them).
     doc = from_json(await request.body())["request"]
     c = await app.catalog.put(cid, doc)
-    return envelope("api.collection.put", result(c), msgid=_msgid(request, body))
+    return envelope("api.collection.put", result(c), msgid=msgid(request, body))
 
 
 @router.get("/{collectionId}", summary="Read a collection and its derived leaves")
@@ -58,6 +58,3 @@ async def get_collection(request: Request, collectionId: str):
         raise CollectionNotFound(f"collection {cid!r} is not in the catalog", "collectionId")
     return envelope("api.collection.get", result(c), msgid=msgid(request))
 
-
-def _msgid(request: Request, body: CollectionRequest) -> str | None:
-    return body.params.msgid if body.params and body.params.msgid else msgid(request)

@@ -6,9 +6,8 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import FileResponse
 
 from ..services.downloads import DownloadNotFound, file_name
-from .body import path_id
-from .envelope import envelope
-from .errors import msgid
+from .parsing import path_id
+from .envelope import envelope, msgid
 
 router = APIRouter(prefix="/v1/summary/download", tags=["downloads"])
 

@@ -7,16 +7,13 @@ from fastapi import APIRouter, Request
 from ..domain.errors import DomainError
 from ..domain.scope import Scope
 from ..services.enrolments import ContextNotFound
-from .body import documented, parse, path_id
-from .envelope import envelope
-from .errors import msgid
-from .progress_schemas import CertificateRequest, ContextRequest, EnrolRequest, ScopeBody, ScopeRequest
+from .openapi import documented
+from .parsing import parse, path_id
+from .envelope import envelope, msgid
+from .schemas.enrolments import CertificateRequest, ContextRequest, EnrolRequest, ScopeBody, ScopeRequest
 
 router = APIRouter(tags=["enrolments"])
 
-
-def _msgid(request: Request, body) -> str | None:
-    return body.params.msgid if body.params and body.params.msgid else msgid(request)
 
 
 def scope_of(request: Request, b: ScopeBody) -> Scope:
@@ -56,7 +53,7 @@ async def put_context(request: Request, contextId: str):
     if app.sunbird is not None:
         app.sunbird.forget_context(cid)  # lms-service's routes check batches against a short cache
     row = await app.enrolments.get_context(cid)
-    return envelope("api.context.put", _context_result(row), msgid=_msgid(request, body))
+    return envelope("api.context.put", _context_result(row), msgid=msgid(request, body))
 
 
 @router.get("/v1/context/{contextId}", summary="Read a context")
@@ -86,7 +83,7 @@ async def enrol(request: Request):
               # enrolments whose progress moved here.
               "carried": sorted({v.key.content_id for v in carried.rows}),
               "movedFrom": [{"collectionId": m.collection_id, "contextId": m.context_id} for m in carried.moved_from]}
-    return envelope("api.enrol", result, msgid=_msgid(request, body))
+    return envelope("api.enrol", result, msgid=msgid(request, body))
 
 
 @router.post("/v1/unenrol", openapi_extra=documented(ScopeRequest),
@@ -95,7 +92,7 @@ async def unenrol(request: Request):
     app = request.app.state.app
     body = await parse(request, ScopeRequest)
     row = await app.enrolments.unenrol(scope_of(request, body.request))
-    return envelope("api.unenrol", {"response": "SUCCESS", **enrolment_result(row)}, msgid=_msgid(request, body))
+    return envelope("api.unenrol", {"response": "SUCCESS", **enrolment_result(row)}, msgid=msgid(request, body))
 
 
 @router.post("/v1/certificate/issued", openapi_extra=documented(CertificateRequest),
@@ -108,4 +105,4 @@ async def certificate_issued(request: Request):
     cert = b.certificate.model_dump(mode="json", exclude_none=True)
     row = await app.enrolments.record_certificate(scope_of(request, b), cert)
     return envelope("api.certificate.issued", {"response": "SUCCESS", **enrolment_result(row)},
-                    msgid=_msgid(request, body))
+                    msgid=msgid(request, body))

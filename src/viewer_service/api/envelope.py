@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 import orjson
+from starlette.requests import Request
 from starlette.responses import Response
 
 RESPONSE_CODES = {
@@ -36,6 +37,14 @@ def timestamp() -> str:
 def message_id() -> str:
     # A random (version 4) UUID without a system call per response.
     return str(uuid.UUID(int=random.getrandbits(128), version=4))
+
+
+def msgid(request: Request, body: Any = None) -> str | None:
+    """The caller's message id, echoed back: the body's `params.msgid`, else a request-id header."""
+    params = body.params if body is not None else None
+    if params is not None and params.msgid:
+        return params.msgid
+    return request.headers.get("x-request-id") or request.headers.get("x-msgid")
 
 
 def envelope(api_id: str, result: Any, *, msgid: str | None = None, status_code: int = 200,

@@ -13,7 +13,7 @@ from ..adapters.db.engine import is_unavailable
 from ..domain.errors import DomainError
 from ..services.views import Unavailable
 from .auth import AuthError
-from .envelope import error
+from .envelope import error, msgid
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +80,6 @@ _CODES = {
 
 def api_id(request: Request) -> str:
     return API_IDS.get(request.url.path, "api.viewer", request.method)
-
-
-def msgid(request: Request) -> str | None:
-    return request.headers.get("x-request-id") or request.headers.get("x-msgid")
 
 
 def _field(loc) -> str:

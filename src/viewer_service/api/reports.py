@@ -8,9 +8,8 @@ from starlette.responses import StreamingResponse
 
 from ..domain.reports import MAX_OFFSET_MINUTES, InvalidReportValue, RosterFilter, parse_time
 from .auth import AuthError, Principal
-from .body import path_id
-from .envelope import envelope
-from .errors import msgid
+from .parsing import path_id
+from .envelope import envelope, msgid
 
 router = APIRouter(prefix="/v1/report", tags=["reports"])
 

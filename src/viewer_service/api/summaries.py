@@ -6,11 +6,12 @@ from fastapi import APIRouter, Request
 
 from ..domain.errors import DomainError, InvalidValue
 from ..services.enrolments import EnrolmentNotFound
-from .body import documented, parse, path_id
-from .enrolments import _msgid, scope_of
-from .envelope import envelope
-from .errors import msgid
-from .progress_schemas import EraseRequest, ScopeRequest
+from .openapi import documented
+from .parsing import parse, path_id
+from .enrolments import scope_of
+from .envelope import envelope, msgid
+from .schemas.enrolments import ScopeRequest
+from .schemas.summaries import EraseRequest
 
 router = APIRouter(prefix="/v1/summary", tags=["summaries"])
 
@@ -30,7 +31,7 @@ async def summary_read(request: Request):
     found = await app.summaries.read(s)
     if found is None:
         raise EnrolmentNotFound("the learner has neither an enrolment nor progress in this scope", "request")
-    return envelope("api.summary.read", found, msgid=_msgid(request, body))
+    return envelope("api.summary.read", found, msgid=msgid(request, body))
 
 
 def _erase_all(request: Request) -> bool:
@@ -63,4 +64,4 @@ async def summary_delete(request: Request, userId: str):
         raise DomainError("the body's userId differs from the path's", "request.userId")
     s = scope_of(request, b.model_copy(update={"userId": user}))
     counts = await app.erase.erase(user, s, by)
-    return envelope("api.summary.delete", {"erased": counts}, msgid=_msgid(request, body))
+    return envelope("api.summary.delete", {"erased": counts}, msgid=msgid(request, body))

@@ -14,10 +14,9 @@ from ..domain.sunbird import SunbirdError, data_type, invalid, missing, parse_da
 from ..services.sunbird import AssessmentState, ContentState
 from ..services.views import MIN_TS
 from .auth import AuthError, subject_user
-from .body import unstorable
-from .envelope import envelope
-from .errors import msgid
-from .schemas import _details
+from .parsing import unstorable
+from .envelope import envelope, msgid
+from .schemas.views import _details
 
 router = APIRouter(tags=["sunbird"])
 

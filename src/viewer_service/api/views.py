@@ -9,10 +9,10 @@ from fastapi import APIRouter, Request
 from ..domain.errors import DomainError
 from ..domain.scope import Scope, resolve_scope
 from ..domain.views import End, RowKey, Start, Update
-from .body import documented, parse
-from .envelope import envelope
-from .errors import msgid
-from .schemas import EndRequest, Envelope, ReadRequest, StartRequest, UpdateRequest, ViewKeys
+from .openapi import documented
+from .parsing import parse
+from .envelope import envelope, msgid
+from .schemas.views import EndRequest, ReadRequest, StartRequest, UpdateRequest, ViewKeys
 
 router = APIRouter(prefix="/v1/view", tags=["views"])
 
@@ -23,9 +23,6 @@ def _key(request: Request, b: ViewKeys) -> tuple[RowKey, int]:
     s = resolve_scope(user, b.contentId, b.collectionId, b.contextId, app.settings.context_mode)
     return RowKey(s.user_id, s.collection_id, s.context_id, b.contentId), app.views.check_ts(b.ts)
 
-
-def _msgid(request: Request, body: Envelope) -> str | None:
-    return body.params.msgid if body.params and body.params.msgid else msgid(request)
 
 
 def _timespent(request: Request, value: float | None) -> float | None:
@@ -40,7 +37,7 @@ async def start(request: Request):
     b = body.request
     key, ts = _key(request, b)
     await request.app.state.app.views.write(Start(key, ts))
-    return envelope("api.view.start", {b.contentId: "Progress started"}, msgid=_msgid(request, body))
+    return envelope("api.view.start", {b.contentId: "Progress started"}, msgid=msgid(request, body))
 
 
 @router.post("/update", openapi_extra=documented(UpdateRequest), summary="Record progress of a started view")
@@ -50,7 +47,7 @@ async def update(request: Request):
     key, ts = _key(request, b)
     op = Update(key, ts, b.progress, b.progressDetails, _timespent(request, b.timespent))
     await request.app.state.app.views.write(op)
-    return envelope("api.view.update", {b.contentId: "SUCCESS"}, msgid=_msgid(request, body))
+    return envelope("api.view.update", {b.contentId: "SUCCESS"}, msgid=msgid(request, body))
 
 
 @router.post("/end", openapi_extra=documented(EndRequest), summary="End a started view: the content is completed")
@@ -62,7 +59,7 @@ async def end(request: Request):
     await app.views.write(End(key, ts, b.progressDetails, _timespent(request, b.timespent)))
     if app.worker is not None:
         app.worker.wake()  # an in-process worker recomputes now instead of at its next poll
-    return envelope("api.view.end", {b.contentId: "Progress ended"}, msgid=_msgid(request, body))
+    return envelope("api.view.end", {b.contentId: "Progress ended"}, msgid=msgid(request, body))
 
 
 async def read_entries(request: Request, b) -> tuple[str, Scope, bool, list[str], dict[str, dict]]:
@@ -132,4 +129,4 @@ async def read(request: Request):
             # null when it was earned in this scope (docs/modes.md).
             contents[-1]["provenance"] = e.get("carriedFrom") if e else None
     return envelope("api.view.read", read_result(user, scope, multi, b.contextId, contents),
-                    msgid=_msgid(request, body))
+                    msgid=msgid(request, body))

@@ -1,75 +1,18 @@
-"""Request bodies. Every request comes in the `{"request": {...}}` wrapper; the optional
-`params.msgid` is echoed back."""
+"""Request bodies of the view endpoints (api/views.py)."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Any, Literal
 
 import orjson
-from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, field_validator
-from pydantic_core import PydanticCustomError
+from pydantic import AliasChoices, Field, field_validator
 
-# Ids: 1..256 characters, no control characters (they would corrupt CSV exports and cache keys).
-Id = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$")]
+from .common import Body, Envelope, Id, Int, IsoDateTime, number, to_ms
+
 MAX_DETAILS_BYTES = 65_536
 
 
-def _json_number(v: Any) -> Any:
-    # Pydantic's lax mode would store `true` as 1 and "55" as 55; a number must be a JSON number.
-    if isinstance(v, (bool, str)):
-        raise PydanticCustomError("number_type", "must be a JSON number, not a {kind}",
-                                  {"kind": "boolean" if isinstance(v, bool) else "string"})
-    return v
-
-
-def number(kind: type, **limits) -> Any:
-    """A JSON number field; limits go before the check so the JSON schema shows them."""
-    return Annotated[kind, Field(**limits), BeforeValidator(_json_number)]
-
-
-Int = number(int)
-Float = number(float)
-
-
-def _text(v: Any) -> Any:
-    # A number is epoch milliseconds (the Int branch); pydantic would also read one as seconds.
-    if not isinstance(v, str):
-        raise PydanticCustomError("datetime_type", "a time is epoch milliseconds or an ISO-8601 string")
-    return v
-
-
-IsoDateTime = Annotated[datetime, BeforeValidator(_text)]
-IsoDate = Annotated[date, BeforeValidator(_text)]
-
-
-class Params(BaseModel):
-    msgid: str | None = Field(default=None, max_length=256)
-
-
-T = TypeVar("T")
-
-
-class Envelope(BaseModel, Generic[T]):
-    id: str | None = None
-    ver: str | None = None
-    params: Params | None = None
-    request: T
-
-
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
-def _to_ms(v: Any) -> Any:
-    if isinstance(v, datetime):
-        if v.tzinfo is None:
-            v = v.replace(tzinfo=timezone.utc)
-        return int(v.timestamp() * 1000)
-    return v
-
-
-class ViewKeys(_Body):
+class ViewKeys(Body):
     userId: Id | None = None
     contentId: Id
     collectionId: Id | None = None
@@ -81,7 +24,7 @@ class ViewKeys(_Body):
     @field_validator("ts")
     @classmethod
     def _ts(cls, v):
-        return _to_ms(v)
+        return to_ms(v)
 
 
 def _details(v: Any) -> Any:
@@ -114,7 +57,7 @@ class EndBody(ViewKeys):
     _check_details = field_validator("progressDetails")(classmethod(lambda cls, v: _details(v)))
 
 
-class ReadBody(_Body):
+class ReadBody(Body):
     userId: Id | None = None
     contentId: list[Id] | Id | None = Field(default=None, description="one id or a list; omit to read the whole scope")
     collectionId: Id | None = None
