@@ -17,6 +17,7 @@ from .openapi import documented
 from .parsing import parse
 from .envelope import envelope, msgid
 from .views import read_entries, read_result
+from .state import served
 
 router = APIRouter(prefix="/v1/assessment", tags=["assessments"])
 _attempt = TypeAdapter(AttemptBody)
@@ -46,7 +47,7 @@ def _attempt_objects(b: SubmitBody) -> list[AttemptBody] | None:
 
 
 def _inputs(request: Request, b: SubmitBody) -> list[AttemptInput]:
-    app = request.app.state.app
+    app = served(request)
     mode = app.settings.context_mode
     attempts = _attempt_objects(b)
     if attempts is None:
@@ -78,10 +79,9 @@ def _inputs(request: Request, b: SubmitBody) -> list[AttemptInput]:
              summary="Submit assessment attempts (ASSESS events): scored, the best score kept")
 async def submit(request: Request):
     body = await parse(request, SubmitRequest)
-    app = request.app.state.app
+    app = served(request)
     inputs = _inputs(request, body.request)
-    if await app.assessments.submit(inputs) and app.worker is not None:
-        app.worker.wake()
+    await app.assessments.submit(inputs)
     result = {i.key.content_id: "SUCCESS" for i in inputs}
     return envelope("api.assessment.submit", result, msgid=msgid(request, body))
 
@@ -91,7 +91,7 @@ async def submit(request: Request):
 async def read(request: Request):
     body = await parse(request, AssessmentReadRequest)
     b = body.request
-    app = request.app.state.app
+    app = served(request)
     user, scope, multi, ids, entries = await read_entries(request, b)
     if not b.contentId:
         ids = [cid for cid in ids if entries[cid].get("attempts")]  # the whole scope: its scored contents

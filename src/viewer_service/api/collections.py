@@ -10,6 +10,7 @@ from .openapi import documented
 from .parsing import parse, path_id
 from .schemas.collections import CollectionRequest
 from .envelope import envelope, msgid
+from .state import served
 
 router = APIRouter(prefix="/v1/collection", tags=["collections"])
 
@@ -37,7 +38,7 @@ def result(c: Collection) -> dict:
 @router.put("/{collectionId}", openapi_extra=documented(CollectionRequest),
             summary="Register or replace a collection (a Sunbird hierarchy object)")
 async def put_collection(request: Request, collectionId: str):
-    app = request.app.state.app
+    app = served(request)
     app.require_privileged(request, "only an admin or service role may write the catalog")
     cid = _collection_id(collectionId)
     body = await parse(request, CollectionRequest)
@@ -50,7 +51,7 @@ async def put_collection(request: Request, collectionId: str):
 
 @router.get("/{collectionId}", summary="Read a collection and its derived leaves")
 async def get_collection(request: Request, collectionId: str):
-    app = request.app.state.app
+    app = served(request)
     app.auth.authenticate(request.headers)  # any valid token may read the catalog
     cid = _collection_id(collectionId)
     c = await app.catalog.get(cid)

@@ -17,6 +17,7 @@ from .auth import AuthError, subject_user
 from .parsing import unstorable
 from .envelope import envelope, msgid
 from .schemas.views import _details
+from .state import served
 
 router = APIRouter(tags=["sunbird"])
 
@@ -38,7 +39,7 @@ class Acting:
 def _acting(request: Request, body_user: str | None, private: bool, field: str = "request.userId") -> Acting:
     """Public routes act for the token's user, or the managed user it names; a token with an
     admin or service role may name anyone. /private/ routes trust the body (or path)."""
-    app = request.app.state.app
+    app = served(request)
     if private:
         if not app.settings.private_routes:
             raise SunbirdError("NOT_FOUND", "the /private/ routes are turned off (VIEWER_PRIVATE_ROUTES)", None, 404)
@@ -178,7 +179,7 @@ def _list(b: dict, name: str) -> list | None:
 
 
 async def _update(request: Request):
-    app = request.app.state.app
+    app = served(request)
     b = await _body(request)
     contents, assessments = _list(b, "contents"), _list(b, "assessments")
     acting = _acting(request, _user(b.get("userId"), "request.userId"), private=False)
@@ -190,8 +191,6 @@ async def _update(request: Request):
         if acting.user is None:
             raise missing("userId", "request.userId")
         await app.sunbird.sync_enrolment(acting.user, course, batch)
-        if app.worker is not None:
-            app.worker.wake()
         return envelope("api.content.state.update", {"response": "SUCCESS"}, msgid=msgid(request))
     contents, assessments = contents or [], assessments or []
     if len(contents) + len(assessments) > MAX_ITEMS:
@@ -201,9 +200,7 @@ async def _update(request: Request):
     now = app.views.clock()
     items = [_content(c, n, acting) for n, c in enumerate(contents)]
     attempts = [_assessment(a, n, acting, now, app.views.max_skew_ms) for n, a in enumerate(assessments)]
-    result, completed = await app.sunbird.update(items, attempts)
-    if completed and app.worker is not None:
-        app.worker.wake()
+    result = await app.sunbird.update(items, attempts)
     return envelope("api.content.state.update", result, msgid=msgid(request))
 
 
@@ -218,7 +215,7 @@ async def update_state_alias(request: Request):
 
 
 async def _read(request: Request, private: bool):
-    app = request.app.state.app
+    app = served(request)
     b = await _body(request)
     course_ids, content_ids, fields = _list(b, "courseIds"), _list(b, "contentIds"), _list(b, "fields")
     acting = _acting(request, _user(b.get("userId"), "request.userId"), private)
@@ -253,7 +250,7 @@ def _batch_fields(request: Request) -> list[str] | None:
 
 
 async def _courses(request: Request, user: str, course_ids: list | None = None):
-    app = request.app.state.app
+    app = served(request)
     if course_ids is not None:
         course_ids = [_id(c, "courseIds", f"request.courseIds.{n}", missing("courseIds", f"request.courseIds.{n}"))
                       for n, c in enumerate(course_ids)]

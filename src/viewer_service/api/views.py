@@ -13,20 +13,20 @@ from .openapi import documented
 from .parsing import parse
 from .envelope import envelope, msgid
 from .schemas.views import EndRequest, ReadRequest, StartRequest, UpdateRequest, ViewKeys
+from .state import served
 
 router = APIRouter(prefix="/v1/view", tags=["views"])
 
 
 def _key(request: Request, b: ViewKeys) -> tuple[RowKey, int]:
-    app = request.app.state.app
+    app = served(request)
     user = app.user_for(request, b.userId)
     s = resolve_scope(user, b.contentId, b.collectionId, b.contextId, app.settings.context_mode)
     return RowKey(s.user_id, s.collection_id, s.context_id, b.contentId), app.views.check_ts(b.ts)
 
 
-
 def _timespent(request: Request, value: float | None) -> float | None:
-    if value is not None and value > request.app.state.app.settings.max_timespent_seconds:
+    if value is not None and value > served(request).settings.max_timespent_seconds:
         raise DomainError("timespent is larger than the allowed seconds per call", "request.timespent")
     return value
 
@@ -36,7 +36,7 @@ async def start(request: Request):
     body = await parse(request, StartRequest)
     b = body.request
     key, ts = _key(request, b)
-    await request.app.state.app.views.write(Start(key, ts))
+    await served(request).views.write(Start(key, ts))
     return envelope("api.view.start", {b.contentId: "Progress started"}, msgid=msgid(request, body))
 
 
@@ -46,7 +46,7 @@ async def update(request: Request):
     b = body.request
     key, ts = _key(request, b)
     op = Update(key, ts, b.progress, b.progressDetails, _timespent(request, b.timespent))
-    await request.app.state.app.views.write(op)
+    await served(request).views.write(op)
     return envelope("api.view.update", {b.contentId: "SUCCESS"}, msgid=msgid(request, body))
 
 
@@ -55,17 +55,14 @@ async def end(request: Request):
     body = await parse(request, EndRequest)
     b = body.request
     key, ts = _key(request, b)
-    app = request.app.state.app
-    await app.views.write(End(key, ts, b.progressDetails, _timespent(request, b.timespent)))
-    if app.worker is not None:
-        app.worker.wake()  # an in-process worker recomputes now instead of at its next poll
+    await served(request).views.write(End(key, ts, b.progressDetails, _timespent(request, b.timespent)))
     return envelope("api.view.end", {b.contentId: "Progress ended"}, msgid=msgid(request, body))
 
 
 async def read_entries(request: Request, b) -> tuple[str, Scope, bool, list[str], dict[str, dict]]:
     """The live entries a read names: (user, scope, one scope per content?, content ids, entries).
     Shared by view/read and assessment/read."""
-    app = request.app.state.app
+    app = served(request)
     if b.contentId is None and b.collectionId is None:
         raise DomainError("give contentId, or a collectionId to read all its contents", "request.contentId")
     user = app.user_for(request, b.userId)

@@ -65,8 +65,10 @@ class AssessmentState:
 
 class SunbirdService:
     def __init__(self, engine: AsyncEngine, views: ViewService, assessments: AssessmentService,
-                 summaries: SummaryService, catalog: Catalog, mode: str, clock: Callable[[], int] = now_ms):
+                 summaries: SummaryService, catalog: Catalog, mode: str, clock: Callable[[], int] = now_ms,
+                 on_queued: Callable[[], None] | None = None):
         self.engine = engine
+        self.on_queued = on_queued  # told when a sync queued aggregation work (bootstrap.py)
         self.reader = reader(engine)
         self.views = views
         self.assessments = assessments
@@ -108,9 +110,9 @@ class SunbirdService:
 
     # -- update -----------------------------------------------------------------
 
-    async def update(self, contents: Sequence[ContentState], assessments: Sequence[AssessmentState]) -> tuple[dict, bool]:
-        """Write what the batches allow. Returns lms-service's result map and whether any content
-        was completed. Raises DomainError (nothing written) for invalid assessment events."""
+    async def update(self, contents: Sequence[ContentState], assessments: Sequence[AssessmentState]) -> dict:
+        """Write what the batches allow. Returns lms-service's result map. Raises DomainError
+        (nothing written) for invalid assessment events."""
         now = self.clock()
         contexts = await self._contexts({c.batch_id for c in contents} | {a.batch_id for a in assessments})
         rejected: dict[str, list[str]] = {}
@@ -139,7 +141,7 @@ class SunbirdService:
         result: dict[str, Any] = {a.batch_id: "SUCCESS" for a in attempts}
         result.update({c.content_id: "SUCCESS" for c in written})
         result.update(rejected)
-        return result, any(op.status >= COMPLETED for op in ops)
+        return result
 
     async def sync_enrolment(self, user: str, course: str, batch: str) -> None:
         """lms-service's enrolment sync: recompute the enrolment's progress from its contents."""
@@ -156,6 +158,8 @@ class SunbirdService:
             raise SunbirdError("INVALID_REQUESTED_DATA",
                                f"No Enrolment found for userId: {user}, batchId: {batch}, courseId: {course}",
                                "request")
+        if self.on_queued is not None:
+            self.on_queued()
 
     # -- read -------------------------------------------------------------------
 
