@@ -15,6 +15,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import from_json
 
 from .schemas.common import Id
+from .state import served
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -26,7 +27,7 @@ async def parse(request: Request, model: type[M]) -> M:
         path, why = bad
         raise RequestValidationError([{"type": "value_error", "loc": ("body", *path), "msg": why}])
     try:
-        return model.model_validate_json(body)
+        return model.model_validate_json(body, context=served(request).settings)
     except ValidationError as e:
         raise RequestValidationError(
             [{**err, "loc": ("body", *err["loc"])} for err in e.errors(include_url=False)]

@@ -16,7 +16,7 @@ from ..services.views import MIN_TS
 from .auth import AuthError, subject_user
 from .parsing import unstorable
 from .envelope import envelope, msgid
-from .schemas.views import _details
+from .schemas.views import check_details
 from .state import served
 
 router = APIRouter(tags=["sunbird"])
@@ -104,7 +104,7 @@ def _int(value: Any, name: str, field: str) -> int | None:
     return int(value)
 
 
-def _content(item: Any, n: int, acting: Acting) -> ContentState:
+def _content(item: Any, n: int, acting: Acting, max_details_bytes: int) -> ContentState:
     at = f"request.contents.{n}"
     if not isinstance(item, dict):
         raise data_type("contents", "List of objects", at)
@@ -132,7 +132,7 @@ def _content(item: Any, n: int, acting: Acting) -> ContentState:
         if not isinstance(details, dict):
             raise data_type("progressdetails", "Map", f"{at}.progressdetails")
         try:
-            _details(details)
+            check_details(details, max_details_bytes)
         except ValueError as e:
             raise SunbirdError("INVALID_PARAMETER_VALUE", str(e), f"{at}.progressdetails") from None
     user = _user(item.get("userId"), f"{at}.userId") or acting.user
@@ -198,7 +198,7 @@ async def _update(request: Request):
     if acting.user is None and any(not isinstance(c, dict) or not c.get("userId") for c in contents):
         raise SunbirdError("USERID_MISSING", "UserId is mandatory.", "request.userId")
     now = app.views.clock()
-    items = [_content(c, n, acting) for n, c in enumerate(contents)]
+    items = [_content(c, n, acting, app.settings.max_progress_details_bytes) for n, c in enumerate(contents)]
     attempts = [_assessment(a, n, acting, now, app.views.max_skew_ms) for n, a in enumerate(assessments)]
     result = await app.sunbird.update(items, attempts)
     return envelope("api.content.state.update", result, msgid=msgid(request))

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import orjson
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, ValidationInfo, field_validator
 
 from .common import Body, Envelope, Id, Int, IsoDateTime, number, to_ms
 
-MAX_DETAILS_BYTES = 65_536
+MAX_DETAILS_BYTES = 65_536  # Settings.max_progress_details_bytes's default
 
 
 class ViewKeys(Body):
@@ -27,13 +27,19 @@ class ViewKeys(Body):
         return to_ms(v)
 
 
-def _details(v: Any) -> Any:
+def check_details(v: Any, limit: int) -> Any:
+    """progressDetails within `limit` bytes as JSON (VIEWER_MAX_PROGRESS_DETAILS_BYTES)."""
     if v is None:
         return v
-    # Numbers beyond 64 bits and NUL characters never get here (body.parse refuses them).
-    if len(orjson.dumps(v)) > MAX_DETAILS_BYTES:
-        raise ValueError(f"progressDetails is larger than {MAX_DETAILS_BYTES} bytes")
+    # Numbers beyond 64 bits and NUL characters never get here (api/parsing.py refuses them).
+    if len(orjson.dumps(v)) > limit:
+        raise ValueError(f"progressDetails is larger than {limit} bytes")
     return v
+
+
+def _details(v: Any, info: ValidationInfo) -> Any:
+    # The context is the serving instance's Settings (api/parsing.py); none outside a request.
+    return check_details(v, info.context.max_progress_details_bytes if info.context else MAX_DETAILS_BYTES)
 
 
 class StartBody(ViewKeys):
@@ -46,7 +52,7 @@ class UpdateBody(ViewKeys):
     progress: number(int, ge=0, le=100) | None = None
     timespent: number(float, ge=0) | None = Field(default=None, description="seconds spent since the last update")
 
-    _check_details = field_validator("progressDetails")(classmethod(lambda cls, v: _details(v)))
+    _check_details = field_validator("progressDetails")(classmethod(lambda cls, v, info: _details(v, info)))
 
 
 class EndBody(ViewKeys):
@@ -54,7 +60,7 @@ class EndBody(ViewKeys):
         default=None, validation_alias=AliasChoices("progressDetails", "progressdetails"))
     timespent: number(float, ge=0) | None = None
 
-    _check_details = field_validator("progressDetails")(classmethod(lambda cls, v: _details(v)))
+    _check_details = field_validator("progressDetails")(classmethod(lambda cls, v, info: _details(v, info)))
 
 
 class ReadBody(Body):
