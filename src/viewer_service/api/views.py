@@ -13,49 +13,51 @@ from .openapi import documented
 from .parsing import parse
 from .envelope import envelope, msgid
 from .schemas.views import EndRequest, ReadRequest, StartRequest, UpdateRequest, ViewKeys
-from .state import served
+from .state import ServiceApp, served
 
 router = APIRouter(prefix="/v1/view", tags=["views"])
 
 
-def _key(request: Request, b: ViewKeys) -> tuple[RowKey, int]:
-    app = served(request)
+def _key(app: ServiceApp, request: Request, b: ViewKeys) -> tuple[RowKey, int]:
     user = app.user_for(request, b.userId)
     s = resolve_scope(user, b.contentId, b.collectionId, b.contextId, app.settings.context_mode)
     return RowKey(s.user_id, s.collection_id, s.context_id, b.contentId), app.views.check_ts(b.ts)
 
 
-def _timespent(request: Request, value: float | None) -> float | None:
-    if value is not None and value > served(request).settings.max_timespent_seconds:
+def _timespent(app: ServiceApp, value: float | None) -> float | None:
+    if value is not None and value > app.settings.max_timespent_seconds:
         raise DomainError("timespent is larger than the allowed seconds per call", "request.timespent")
     return value
 
 
+# The hot path: each handler looks its services up once.
 @router.post("/start", openapi_extra=documented(StartRequest), summary="Start viewing a content (creates the row once)")
 async def start(request: Request):
+    app = served(request)
     body = await parse(request, StartRequest)
     b = body.request
-    key, ts = _key(request, b)
-    await served(request).views.write(Start(key, ts))
+    key, ts = _key(app, request, b)
+    await app.views.write(Start(key, ts))
     return envelope("api.view.start", {b.contentId: "Progress started"}, msgid=msgid(request, body))
 
 
 @router.post("/update", openapi_extra=documented(UpdateRequest), summary="Record progress of a started view")
 async def update(request: Request):
+    app = served(request)
     body = await parse(request, UpdateRequest)
     b = body.request
-    key, ts = _key(request, b)
-    op = Update(key, ts, b.progress, b.progressDetails, _timespent(request, b.timespent))
-    await served(request).views.write(op)
+    key, ts = _key(app, request, b)
+    await app.views.write(Update(key, ts, b.progress, b.progressDetails, _timespent(app, b.timespent)))
     return envelope("api.view.update", {b.contentId: "SUCCESS"}, msgid=msgid(request, body))
 
 
 @router.post("/end", openapi_extra=documented(EndRequest), summary="End a started view: the content is completed")
 async def end(request: Request):
+    app = served(request)
     body = await parse(request, EndRequest)
     b = body.request
-    key, ts = _key(request, b)
-    await served(request).views.write(End(key, ts, b.progressDetails, _timespent(request, b.timespent)))
+    key, ts = _key(app, request, b)
+    await app.views.write(End(key, ts, b.progressDetails, _timespent(app, b.timespent)))
     return envelope("api.view.end", {b.contentId: "Progress ended"}, msgid=msgid(request, body))
 
 

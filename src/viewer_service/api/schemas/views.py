@@ -37,7 +37,7 @@ def check_details(v: Any, limit: int) -> Any:
     return v
 
 
-def _details(v: Any, info: ValidationInfo) -> Any:
+def _details(cls, v: Any, info: ValidationInfo) -> Any:
     # The context is the serving instance's Settings (api/parsing.py); none outside a request.
     return check_details(v, info.context.max_progress_details_bytes if info.context else MAX_DETAILS_BYTES)
 
@@ -52,7 +52,7 @@ class UpdateBody(ViewKeys):
     progress: number(int, ge=0, le=100) | None = None
     timespent: number(float, ge=0) | None = Field(default=None, description="seconds spent since the last update")
 
-    _check_details = field_validator("progressDetails")(classmethod(lambda cls, v, info: _details(v, info)))
+    _check_details = field_validator("progressDetails")(classmethod(_details))
 
 
 class EndBody(ViewKeys):
@@ -60,7 +60,7 @@ class EndBody(ViewKeys):
         default=None, validation_alias=AliasChoices("progressDetails", "progressdetails"))
     timespent: number(float, ge=0) | None = None
 
-    _check_details = field_validator("progressDetails")(classmethod(lambda cls, v, info: _details(v, info)))
+    _check_details = field_validator("progressDetails")(classmethod(_details))
 
 
 class ReadBody(Body):
