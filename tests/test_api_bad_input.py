@@ -109,6 +109,30 @@ async def test_unknown_route_and_method(client):
     assert r.status_code == 405 and r.json()["params"]["status"] == "failed"
 
 
+@pytest.mark.settings(max_progress_details_bytes=1000)
+@pytest.mark.parametrize("route", ["update", "end"])
+async def test_the_progress_details_limit_is_the_configured_one(client, service, user, route):
+    await call(client, "start", userId=user, contentId="c")
+    before = await db_rows(service, user)
+    r = await client.post(f"/v1/view/{route}", json={"request": {"userId": user, "contentId": "c",
+                                                                  "progressDetails": {"blob": "x" * 1000}}})
+    assert _err(r) == (400, "INVALID_VALUE", "request.progressDetails")
+    assert await db_rows(service, user) == before
+    status, _ = await call(client, route, userId=user, contentId="c", progressDetails={"blob": "x" * 900})
+    assert status == 200
+
+
+@pytest.mark.settings(max_progress_details_bytes=1000)
+async def test_the_lms_route_keeps_the_configured_progress_details_limit(client, service, user):
+    item = {"contentId": "c", "courseId": "do_c", "batchId": "do_c", "status": 1}
+    r = await client.patch("/v1/content/state/update", json={"request": {"userId": user, "contents": [
+        {**item, "progressdetails": {"blob": "x" * 1000}}]}})
+    body = r.json()
+    assert (r.status_code, body["params"]["err"], body["result"]["field"]) == \
+        (400, "INVALID_PARAMETER_VALUE", "request.contents.0.progressdetails")
+    assert await db_rows(service, user) == []
+
+
 @pytest.mark.parametrize("details, field", [({"n": 2**70}, "n"), ({"s": "a\u0000b"}, "s")])
 async def test_progress_details_the_database_cannot_store_are_refused(client, service, user, details, field):
     await call(client, "start", userId=user, contentId="c")

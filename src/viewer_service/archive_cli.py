@@ -55,17 +55,8 @@ def _schema_problem(settings: Settings) -> str | None:
     return schema_problem(settings.database_url, will_upgrade=False)
 
 
-def _shared_cache(settings: Settings):
-    """The serving processes' shared cache (Redis), if any: moved scopes are dropped from it."""
-    if not settings.redis_url:
-        return None
-    from .api.app import make_cache
-    return make_cache(settings)
-
-
 def _prepare(settings: Settings) -> str | None:
-    from .adapters.db.engine import make_engine
-    from .services.modes import ModeMismatch, ensure_mode
+    from .bootstrap import mode_problem
 
     problem = _schema_problem(settings)
     if problem:
@@ -74,21 +65,11 @@ def _prepare(settings: Settings) -> str | None:
         return (f"archiving supports the strict context mode only (this instance: {settings.context_mode}); "
                 f"see docs/archive.md")
 
-    async def mode() -> str | None:
-        engine = make_engine(settings.database_url, 1)
-        try:
-            await ensure_mode(engine, settings.context_mode)
-        except ModeMismatch as e:
-            return str(e)
-        finally:
-            await engine.dispose()
-        return None
-
-    return asyncio.run(mode())
+    return asyncio.run(mode_problem(settings, unreachable_ok=False))
 
 
 def _archive(args: argparse.Namespace) -> int:
-    from .adapters.db.engine import make_engine
+    from .bootstrap import database, shared_cache
     from .services.archive import Archiver
 
     if not args.completed_before:
@@ -110,8 +91,8 @@ def _archive(args: argparse.Namespace) -> int:
     root = args.dir or settings.archive_dir
 
     async def run() -> dict:
-        engine = make_engine(settings.database_url, 2)
-        cache = _shared_cache(settings)
+        engine = database(settings, 2)
+        cache = shared_cache(settings)  # moved scopes are dropped from it
         try:
             archiver = Archiver(engine, root, chunk_scopes=args.chunk_scopes, forget=cache and cache.invalidate,
                                 pause_before_commit=float(os.environ.get("VIEWER_ARCHIVE_PAUSE_BEFORE_COMMIT") or 0))
@@ -133,7 +114,7 @@ def _archive(args: argparse.Namespace) -> int:
 
 
 def _restore(args: argparse.Namespace) -> int:
-    from .adapters.db.engine import make_engine
+    from .bootstrap import database, shared_cache
     from .services.archive import Archiver
 
     settings = Settings()
@@ -143,8 +124,8 @@ def _restore(args: argparse.Namespace) -> int:
         return 2
 
     async def run() -> dict:
-        engine = make_engine(settings.database_url, 2)
-        cache = _shared_cache(settings)
+        engine = database(settings, 2)
+        cache = shared_cache(settings)  # moved scopes are dropped from it
         try:
             archiver = Archiver(engine, forget=cache and cache.invalidate)
             total = 1 if args.user else await archiver.count_archived_users()

@@ -83,36 +83,18 @@ def _mode_mismatch(settings: Settings) -> str | None:
     """Checked before uvicorn starts, for a clear message instead of a failed lifespan."""
     import asyncio
 
-    from .adapters.db.engine import make_engine
-    from .services.modes import ModeMismatch, ensure_mode
+    from .bootstrap import mode_problem
 
-    async def check() -> str | None:
-        engine = make_engine(settings.database_url, 1)
-        try:
-            await ensure_mode(engine, settings.context_mode)
-        except ModeMismatch as e:
-            return str(e)
-        except Exception:  # noqa: BLE001 - unreachable or not migrated: the service says so itself
-            return None
-        finally:
-            await engine.dispose()
-        return None
-
-    return asyncio.run(check())
+    return asyncio.run(mode_problem(settings))
 
 
 def _worker(args: argparse.Namespace) -> int:
     import asyncio
     import signal
 
-    from .adapters.cache.null import NullCache
-    from .adapters.db.engine import make_engine
     from .adapters.db.migrate import upgrade
-    from .api.app import make_cache
-    from .services.catalog import Catalog
-    from .services.modes import ModeMismatch, ensure_mode
-    from .services.views import ViewService
-    from .worker import build_worker
+    from .bootstrap import worker_process
+    from .services.modes import ModeMismatch
 
     settings = Settings()
     if _refused_schema(settings, args.migrate):
@@ -121,14 +103,8 @@ def _worker(args: argparse.Namespace) -> int:
         upgrade(settings.database_url)
 
     async def run() -> None:
-        engine = make_engine(settings.database_url, settings.db_pool_size, settings.db_pre_ping)
-        await ensure_mode(engine, settings.context_mode)
-        catalog = Catalog(engine, fetch_url=settings.catalog_url, max_document_bytes=settings.max_body_bytes)
-        # Publishes the rows this worker carries: into the shared cache, or, without one, as
-        # repair marks that make the serving process drop those scopes from its own cache.
-        cache = make_cache(settings) if settings.redis_url else NullCache()
-        views = ViewService(engine, cache, max_skew_ms=settings.max_clock_skew_seconds * 1000)
-        background = build_worker(settings, engine, catalog, views)
+        process = await worker_process(settings)
+        background = process.background
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -147,10 +123,7 @@ def _worker(args: argparse.Namespace) -> int:
         try:
             await stop.wait()
         finally:
-            await background.close()
-            await catalog.close()
-            await cache.close()
-            await engine.dispose()
+            await process.close()
 
     try:
         asyncio.run(run())
@@ -171,9 +144,8 @@ def _db(args: argparse.Namespace) -> int:
 def _migrate_mode(args: argparse.Namespace) -> int:
     import asyncio
 
-    from .adapters.db.engine import make_engine
     from .adapters.db.migrate import upgrade
-    from .api.app import make_cache
+    from .bootstrap import database, shared_cache
     from .services.modes import ModeMismatch, migrate_mode
 
     settings = Settings()
@@ -184,13 +156,13 @@ def _migrate_mode(args: argparse.Namespace) -> int:
     upgrade(settings.database_url)
 
     async def run() -> dict:
-        engine = make_engine(settings.database_url, settings.db_pool_size)
+        engine = database(settings, settings.db_pool_size)
         try:
             counts = await migrate_mode(engine, args.mode)
         finally:
             await engine.dispose()
-        if settings.redis_url:  # every cached scope may now be keyed differently
-            cache = make_cache(settings)
+        cache = shared_cache(settings)
+        if cache is not None:  # every cached scope may now be keyed differently
             try:
                 counts["cache_keys_dropped"] = await cache.clear()
             finally:
@@ -216,8 +188,8 @@ def _import_sunbird(args: argparse.Namespace) -> int:
     import asyncio
     from pathlib import Path
 
-    from .adapters.db.engine import make_engine
     from .adapters.db.migrate import upgrade
+    from .bootstrap import database
     from .reporting import Progress
     from .services.imports import Importer, summary_lines
     from .services.modes import ModeMismatch, ensure_mode
@@ -233,7 +205,7 @@ def _import_sunbird(args: argparse.Namespace) -> int:
         return 2
 
     async def run():
-        engine = make_engine(settings.database_url, 2)
+        engine = database(settings, 2)
         progress = Progress()
         try:
             await ensure_mode(engine, settings.context_mode)

@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     carry_forward_within_context_dates: bool = False
     max_clock_skew_seconds: int = 300
     max_body_bytes: int = 1_048_576
-    max_progress_details_bytes: int = 65_536
+    max_progress_details_bytes: int = Field(default=65_536, ge=1)  # as JSON; checked as bodies are parsed
     max_timespent_seconds: float = 86_400
     max_assess_events: int = 1000
 

@@ -5,16 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import uuid
-
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .adapters.db.notify import Listener
 from .clock import now_ms
 from .services.aggregation import AggregationWorker
-from .services.carry import Carry
-from .services.catalog import Catalog
 
 log = logging.getLogger(__name__)
 PURGE_INTERVAL_SECONDS = 60.0
@@ -61,26 +55,3 @@ class Background:
         await self.dispatcher.close()
         await self.sink.close()
 
-
-def build_worker(settings, engine: AsyncEngine, catalog: Catalog, views=None) -> Background:
-    """`views`: the serving process's ViewService when the worker runs inside it; a separate
-    worker process makes its own, to publish carried rows to the shared cache."""
-    from .adapters.events import make_sink
-    from .services.outbox import OutboxDispatcher
-
-    sink = make_sink(settings.event_sink, settings.redis_url, settings.redis_prefix, settings.redis_cluster)
-    worker_id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    lease_ms = int(settings.worker_lease_seconds * 1000)
-    listens = engine.dialect.name == "postgresql"
-    poll = settings.worker_listen_poll_seconds if listens else settings.worker_poll_seconds
-    dispatcher = OutboxDispatcher(engine, sink, worker_id=worker_id, batch=settings.worker_batch,
-                                  lease_ms=lease_ms, poll_seconds=poll)
-    worker = AggregationWorker(engine, catalog, worker_id=worker_id, batch=settings.worker_batch,
-                               lease_ms=lease_ms, poll_seconds=poll,
-                               retry_ms=int(settings.unknown_collection_retry_seconds * 1000),
-                               on_events=dispatcher.wake, views=views,
-                               carry=Carry(settings.context_mode, settings.carry_rule, catalog))
-    background = Background(worker, dispatcher, sink)
-    if listens:
-        background.listener = Listener(engine.url, background.wake)
-    return background

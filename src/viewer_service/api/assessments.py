@@ -12,10 +12,11 @@ from ..domain.views import RowKey
 from ..errors import DomainError, MissingField
 from ..services.assessments import AttemptInput
 from ..services.reads import read_contents, require_named
-from .assessment_schemas import AssessmentReadRequest, AttemptBody, SubmitBody, SubmitRequest
-from .body import documented, parse
-from .envelope import envelope
-from .views import _msgid
+from .schemas.assessments import AssessmentReadRequest, AttemptBody, SubmitBody, SubmitRequest
+from .openapi import documented
+from .parsing import parse
+from .envelope import envelope, msgid
+from .state import served
 
 router = APIRouter(prefix="/v1/assessment", tags=["assessments"])
 _attempt = TypeAdapter(AttemptBody)
@@ -41,7 +42,7 @@ def _attempt_objects(b: SubmitBody) -> list[AttemptBody] | None:
 
 
 def _inputs(request: Request, b: SubmitBody) -> list[AttemptInput]:
-    app = request.app.state.app
+    app = served(request)
     mode = app.settings.context_mode
     attempts = _attempt_objects(b)
     if attempts is None:
@@ -73,12 +74,11 @@ def _inputs(request: Request, b: SubmitBody) -> list[AttemptInput]:
              summary="Submit assessment attempts (ASSESS events): scored, the best score kept")
 async def submit(request: Request):
     body = await parse(request, SubmitRequest)
-    app = request.app.state.app
+    app = served(request)
     inputs = _inputs(request, body.request)
-    if await app.assessments.submit(inputs) and app.worker is not None:
-        app.worker.wake()
+    await app.assessments.submit(inputs)
     result = {i.key.content_id: "SUCCESS" for i in inputs}
-    return envelope("api.assessment.submit", result, msgid=_msgid(request, body))
+    return envelope("api.assessment.submit", result, msgid=msgid(request, body))
 
 
 @router.post("/read", openapi_extra=documented(AssessmentReadRequest),
@@ -86,7 +86,7 @@ async def submit(request: Request):
 async def read(request: Request):
     body = await parse(request, AssessmentReadRequest)
     b = body.request
-    app = request.app.state.app
+    app = served(request)
     require_named(b.contentId, b.collectionId)
     r = await read_contents(app.views, app.catalog, app.settings.context_mode, app.user_for(request, b.userId),
                             b.contentId, b.collectionId, b.contextId)
@@ -108,4 +108,4 @@ async def read(request: Request):
             if e.get("archived") or len(item["attemptDetails"]) < item["attempts"]:
                 item["archived"] = True  # some attempts' details are in the archive files (docs/archive.md)
         contents.append(item)
-    return envelope("api.assessment.read", r.result(contents), msgid=_msgid(request, body))
+    return envelope("api.assessment.read", r.result(contents), msgid=msgid(request, body))

@@ -7,10 +7,11 @@ from pydantic_core import from_json
 
 from ..domain.collections import Collection
 from ..errors import CollectionNotFound
-from .body import documented, parse, path_id
-from .collection_schemas import CollectionRequest
-from .envelope import envelope
-from .errors import msgid
+from .openapi import documented
+from .parsing import parse, path_id
+from .schemas.collections import CollectionRequest
+from .envelope import envelope, msgid
+from .state import served
 
 router = APIRouter(prefix="/v1/collection", tags=["collections"])
 
@@ -38,7 +39,7 @@ def result(c: Collection) -> dict:
 @router.put("/{collectionId}", openapi_extra=documented(CollectionRequest),
             summary="Register or replace a collection (a Sunbird hierarchy object)")
 async def put_collection(request: Request, collectionId: str):
-    app = request.app.state.app
+    app = served(request)
     app.require_privileged(request, "only an admin or service role may write the catalog")
     cid = _collection_id(collectionId)
     body = await parse(request, CollectionRequest)
@@ -46,12 +47,12 @@ async def put_collection(request: Request, collectionId: str):
     # model's: large integers stay integers, and put() refuses them rather than rounding them).
     doc = from_json(await request.body())["request"]
     c = await app.catalog.put(cid, doc)
-    return envelope("api.collection.put", result(c), msgid=_msgid(request, body))
+    return envelope("api.collection.put", result(c), msgid=msgid(request, body))
 
 
 @router.get("/{collectionId}", summary="Read a collection and its derived leaves")
 async def get_collection(request: Request, collectionId: str):
-    app = request.app.state.app
+    app = served(request)
     app.auth.authenticate(request.headers)  # any valid token may read the catalog
     cid = _collection_id(collectionId)
     c = await app.catalog.get(cid)
@@ -59,6 +60,3 @@ async def get_collection(request: Request, collectionId: str):
         raise CollectionNotFound(f"collection {cid!r} is not in the catalog", "collectionId")
     return envelope("api.collection.get", result(c), msgid=msgid(request))
 
-
-def _msgid(request: Request, body: CollectionRequest) -> str | None:
-    return body.params.msgid if body.params and body.params.msgid else msgid(request)

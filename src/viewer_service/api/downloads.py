@@ -7,9 +7,9 @@ from starlette.responses import FileResponse
 
 from ..errors import DownloadNotFound
 from ..services.downloads import file_name
-from .body import path_id
-from .envelope import envelope
-from .errors import msgid
+from .parsing import path_id
+from .envelope import envelope, msgid
+from .state import served
 
 router = APIRouter(prefix="/v1/summary/download", tags=["downloads"])
 
@@ -22,7 +22,7 @@ _HEADERS = {"Cache-Control": "private, no-store", "X-Content-Type-Options": "nos
 @router.get("/{userId}", summary="Write the learner's summaries to a file (CSV or JSON); answers its url")
 async def create_download(request: Request, userId: str,
                           fmt: str = Query("json", alias="format", description="csv or json")):
-    app = request.app.state.app
+    app = served(request)
     user = app.user_for(request, path_id(userId, "userId"))
     url = await app.downloads.create(user, fmt)
     return envelope(API_ID, {"url": url}, msgid=msgid(request))
@@ -31,7 +31,7 @@ async def create_download(request: Request, userId: str,
 @router.get("/{userId}/files/{token}", summary="The generated file, until it expires",
             response_class=FileResponse)
 async def fetch_download(request: Request, userId: str, token: str):
-    app = request.app.state.app
+    app = served(request)
     user = app.user_for(request, path_id(userId, "userId"))
     if len(token) > 64:  # longer than any token: never stored
         raise DownloadNotFound("no such download, or it has expired", "token")

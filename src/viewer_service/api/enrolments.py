@@ -6,20 +6,17 @@ from fastapi import APIRouter, Request
 
 from ..errors import ContextNotFound, DomainError
 from ..domain.scope import Scope
-from .body import documented, parse, path_id
-from .envelope import envelope
-from .errors import msgid
-from .progress_schemas import CertificateRequest, ContextRequest, EnrolRequest, ScopeBody, ScopeRequest
+from .openapi import documented
+from .parsing import parse, path_id
+from .envelope import envelope, msgid
+from .schemas.enrolments import CertificateRequest, ContextRequest, EnrolRequest, ScopeBody, ScopeRequest
+from .state import served
 
 router = APIRouter(tags=["enrolments"])
 
 
-def _msgid(request: Request, body) -> str | None:
-    return body.params.msgid if body.params and body.params.msgid else msgid(request)
-
-
 def scope_of(request: Request, b: ScopeBody) -> Scope:
-    app = request.app.state.app
+    app = served(request)
     user = app.user_for(request, b.userId)
     return Scope(user, b.collectionId, b.contextId or b.collectionId)
 
@@ -43,7 +40,7 @@ def _context_result(row) -> dict:
 @router.put("/v1/context/{contextId}", openapi_extra=documented(ContextRequest),
             summary="Register or replace a context (a batch, a program) and the collections it offers")
 async def put_context(request: Request, contextId: str):
-    app = request.app.state.app
+    app = served(request)
     app.require_privileged(request, "only an admin or service role may write contexts")
     cid = path_id(contextId, "contextId")
     body = await parse(request, ContextRequest)
@@ -55,12 +52,12 @@ async def put_context(request: Request, contextId: str):
     if app.sunbird is not None:
         app.sunbird.forget_context(cid)  # lms-service's routes check batches against a short cache
     row = await app.enrolments.get_context(cid)
-    return envelope("api.context.put", _context_result(row), msgid=_msgid(request, body))
+    return envelope("api.context.put", _context_result(row), msgid=msgid(request, body))
 
 
 @router.get("/v1/context/{contextId}", summary="Read a context")
 async def get_context(request: Request, contextId: str):
-    app = request.app.state.app
+    app = served(request)
     app.auth.authenticate(request.headers)
     cid = path_id(contextId, "contextId")
     row = await app.enrolments.get_context(cid)
@@ -72,39 +69,37 @@ async def get_context(request: Request, contextId: str):
 @router.post("/v1/enrol", openapi_extra=documented(EnrolRequest),
              summary="Enrol a learner in a collection within a context (idempotent)")
 async def enrol(request: Request):
-    app = request.app.state.app
+    app = served(request)
     body = await parse(request, EnrolRequest)
     b = body.request
     s = scope_of(request, b)
     enrolled = app.views.check_ts(b.enrolledDate, "request.enrolledDate") if b.enrolledDate is not None else None
     row, changed, carried = await app.enrolments.enrol(s, enrolled)
-    if changed and app.worker is not None:
-        app.worker.wake()
     result = {"response": "SUCCESS", "created": changed, **enrolment_result(row),
               # What the post-enrol action carried in (docs/modes.md): content ids, and the
               # enrolments whose progress moved here.
               "carried": sorted({v.key.content_id for v in carried.rows}),
               "movedFrom": [{"collectionId": m.collection_id, "contextId": m.context_id} for m in carried.moved_from]}
-    return envelope("api.enrol", result, msgid=_msgid(request, body))
+    return envelope("api.enrol", result, msgid=msgid(request, body))
 
 
 @router.post("/v1/unenrol", openapi_extra=documented(ScopeRequest),
              summary="Leave an enrolment: it becomes inactive; progress is kept")
 async def unenrol(request: Request):
-    app = request.app.state.app
+    app = served(request)
     body = await parse(request, ScopeRequest)
     row = await app.enrolments.unenrol(scope_of(request, body.request))
-    return envelope("api.unenrol", {"response": "SUCCESS", **enrolment_result(row)}, msgid=_msgid(request, body))
+    return envelope("api.unenrol", {"response": "SUCCESS", **enrolment_result(row)}, msgid=msgid(request, body))
 
 
 @router.post("/v1/certificate/issued", openapi_extra=documented(CertificateRequest),
              summary="Record a certificate issued for an enrolment (certificate services)")
 async def certificate_issued(request: Request):
-    app = request.app.state.app
+    app = served(request)
     app.require_privileged(request, "only an admin or service role may record certificates")
     body = await parse(request, CertificateRequest)
     b = body.request
     cert = b.certificate.model_dump(mode="json", exclude_none=True)
     row = await app.enrolments.record_certificate(scope_of(request, b), cert)
     return envelope("api.certificate.issued", {"response": "SUCCESS", **enrolment_result(row)},
-                    msgid=_msgid(request, body))
+                    msgid=msgid(request, body))

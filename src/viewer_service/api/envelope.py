@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import orjson
+from starlette.requests import Request
 from starlette.responses import Response
 
 RESPONSE_CODES = {
@@ -46,6 +47,14 @@ def uuid4_text(bits: int) -> str:
     """str(uuid.UUID(int=bits, version=4)), formatted directly: a third of its cost."""
     h = "%032x" % (bits & _V4_KEEP | _V4_SET)
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def msgid(request: Request, body: Any = None) -> str | None:
+    """The caller's message id, echoed back: the body's `params.msgid`, else a request-id header."""
+    params = body.params if body is not None else None
+    if params is not None and params.msgid:
+        return params.msgid
+    return request.headers.get("x-request-id") or request.headers.get("x-msgid")
 
 
 def envelope(api_id: str, result: Any, *, msgid: str | None = None, status_code: int = 200,

@@ -11,7 +11,7 @@ from starlette.routing import Match
 
 from ..adapters.db.engine import is_unavailable
 from ..errors import Forbidden, NotFound, ServiceError, Unauthenticated, Unavailable
-from .envelope import error
+from .envelope import error, msgid
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +89,6 @@ _CODES = {
 
 def api_id(request: Request) -> str:
     return API_IDS.get(request.url.path, "api.viewer", request.method)
-
-
-def msgid(request: Request) -> str | None:
-    return request.headers.get("x-request-id") or request.headers.get("x-msgid")
 
 
 def _field(loc) -> str:

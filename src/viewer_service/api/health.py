@@ -6,6 +6,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Request
 
 from .envelope import envelope
+from .state import served
 
 router = APIRouter(tags=["health"])
 NAME = "viewer.service.health.api"
@@ -18,7 +19,7 @@ async def health():
 
 @router.get("/health/service", summary="Database and cache health")
 async def health_service(request: Request):
-    views = request.app.state.app.views
+    views = served(request).views
     db = {"name": "database", "healthy": True, "errMsg": None}
     try:
         async with views.reader.connect() as conn:

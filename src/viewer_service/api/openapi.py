@@ -1,7 +1,14 @@
 """The OpenAPI document tells the truth: every operation declares each status it answers, all in
-the envelope (no FastAPI 422: the service never answers it), 503 with Retry-After."""
+the envelope (no FastAPI 422: the service never answers it), 503 with Retry-After. Bodies are
+parsed by api/parsing.py, not by FastAPI, so each route names its body model with `documented`."""
 
 from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel, TypeAdapter
+
+from .schemas.common import Id
 
 _NULLABLE_STR = {"type": ["string", "null"]}
 
@@ -123,7 +130,7 @@ def _bodies(components: dict, id_schema: dict, user_in_body: bool) -> None:
 
 
 # What a free-form field (a context's extra fields, a certificate, progressDetails, ASSESS
-# events, a collection document) may hold: api/body.py refuses the rest.
+# events, a collection document) may hold: api/parsing.py refuses the rest.
 _NO_NUL = "^[^\\x00]*$"
 _VALUE = {"$ref": "#/components/schemas/JsonValue"}
 JSON_VALUE = {
@@ -187,3 +194,31 @@ def make_truthful(schema: dict, id_schema: dict, auth: str = "none") -> dict:
             for status in sorted(_statuses(method, path, op)):
                 responses[str(status)] = _response(status)
     return schema
+
+
+_documented: set[type[BaseModel]] = set()
+
+
+def documented(model: type[BaseModel]) -> dict:
+    """`openapi_extra` for a route whose body is `model`."""
+    _documented.add(model)
+    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
+
+
+def install_openapi(app: FastAPI) -> None:
+    def openapi():
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                                 routes=app.routes)
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for model in _documented:
+                js = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(js.pop("$defs", {}))
+                components[model.__name__] = js
+            served = getattr(app.state, "app", None)  # its settings, once started
+            auth = served.settings.auth if served else "none"
+            app.openapi_schema = make_truthful(schema, TypeAdapter(Id).json_schema(), auth)
+        return app.openapi_schema
+
+    app.openapi = openapi

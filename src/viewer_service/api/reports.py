@@ -9,9 +9,9 @@ from starlette.responses import StreamingResponse
 from ..domain.reports import MAX_OFFSET_MINUTES, RosterFilter, parse_time
 from ..errors import Forbidden, InvalidReportValue
 from .auth import Principal
-from .body import path_id
-from .envelope import envelope
-from .errors import msgid
+from .parsing import path_id
+from .envelope import envelope, msgid
+from .state import served
 
 router = APIRouter(prefix="/v1/report", tags=["reports"])
 
@@ -25,7 +25,7 @@ def may_report(app, principal: Principal) -> bool:
 
 
 def require_report(request: Request) -> None:
-    app = request.app.state.app
+    app = served(request)
     principal = app.auth.authenticate(request.headers)  # 401 without a valid token (VIEWER_AUTH=jwt)
     if not may_report(app, principal):
         raise Forbidden("reports need an admin role or a report role", "request")
@@ -77,7 +77,7 @@ async def roster(request: Request, contextId: str,
                  cursor: str | None = None, limit: str | None = Query(None, description="1-1000, default 100"),
                  fmt: str | None = Query(None, alias="format", description="csv or json: the whole roster")):
     require_report(request)
-    app = request.app.state.app
+    app = served(request)
     context_id = path_id(contextId, "contextId")
     f = _filter(request)
     fmt = request.query_params.get("format")
@@ -100,7 +100,7 @@ async def stats(request: Request, contextId: str, collectionId: str | None = Que
                 passPercent: str | None = Query(None, description="0-100, default 50"),
                 utcOffsetMinutes: str | None = Query(None, description="-840..840: days are counted in this zone")):
     require_report(request)
-    app = request.app.state.app
+    app = served(request)
     raw = request.query_params.get("passPercent")
     try:
         pass_percent = 50.0 if raw in (None, "") else float(raw)
@@ -117,7 +117,7 @@ async def stats(request: Request, contextId: str, collectionId: str | None = Que
 @router.get("/contexts", summary="Contexts whose id starts with a prefix (for picking one)")
 async def contexts(request: Request, prefix: str = "", limit: str | None = Query(None, description="1-1000, default 50")):
     require_report(request)
-    app = request.app.state.app
+    app = served(request)
     prefix = request.query_params.get("prefix") or ""
     if len(prefix) > 256:
         raise InvalidReportValue("prefix is longer than any contextId", "prefix")
@@ -128,7 +128,7 @@ async def contexts(request: Request, prefix: str = "", limit: str | None = Query
 @router.get("/learner/{userId}", summary="A learner's report: enrolments with units, scores, certificates, "
                                          "recent completions (the learner, or course staff)")
 async def learner(request: Request, userId: str):
-    app = request.app.state.app
+    app = served(request)
     user = path_id(userId, "userId")
     principal = app.auth.authenticate(request.headers)
     if app.settings.auth != "none" and principal.user_id != user and not may_report(app, principal):
@@ -138,7 +138,7 @@ async def learner(request: Request, userId: str):
 
 @router.get("/me", summary="Who the caller is, and whether they may read course-wide reports")
 async def me(request: Request):
-    app = request.app.state.app
+    app = served(request)
     principal = app.auth.authenticate(request.headers)
     return envelope("api.report.me", {"userId": principal.user_id, "roles": sorted(principal.roles),
                                       "auth": app.settings.auth, "reports": may_report(app, principal)},

@@ -5,31 +5,33 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from ..errors import DomainError, EnrolmentNotFound, InvalidValue
-from .body import documented, parse, path_id
-from .enrolments import _msgid, scope_of
-from .envelope import envelope
-from .errors import msgid
-from .progress_schemas import EraseRequest, ScopeRequest
+from .openapi import documented
+from .parsing import parse, path_id
+from .enrolments import scope_of
+from .envelope import envelope, msgid
+from .schemas.enrolments import ScopeRequest
+from .schemas.summaries import EraseRequest
+from .state import served
 
 router = APIRouter(prefix="/v1/summary", tags=["summaries"])
 
 
 @router.get("/list/{userId}", summary="Summaries of all a learner's enrolments (read-after-write)")
 async def summary_list(request: Request, userId: str):
-    app = request.app.state.app
+    app = served(request)
     user = app.user_for(request, path_id(userId, "userId"))
     return envelope("api.summary.list", {"summary": await app.summaries.list(user)}, msgid=msgid(request))
 
 
 @router.post("/read", openapi_extra=documented(ScopeRequest), summary="The summary of one enrolment (read-after-write)")
 async def summary_read(request: Request):
-    app = request.app.state.app
+    app = served(request)
     body = await parse(request, ScopeRequest)
     s = scope_of(request, body.request)
     found = await app.summaries.read(s)
     if found is None:
         raise EnrolmentNotFound("the learner has neither an enrolment nor progress in this scope", "request")
-    return envelope("api.summary.read", found, msgid=_msgid(request, body))
+    return envelope("api.summary.read", found, msgid=msgid(request, body))
 
 
 def _erase_all(request: Request) -> bool:
@@ -47,7 +49,7 @@ def _erase_all(request: Request) -> bool:
 @router.delete("/delete/{userId}", openapi_extra=documented(EraseRequest),
                summary="Erase a learner's data: all enrolments (?all) or the one named in the body")
 async def summary_delete(request: Request, userId: str):
-    app = request.app.state.app
+    app = served(request)
     user = app.user_for(request, path_id(userId, "userId"))
     principal = app.auth.authenticate(request.headers) if app.settings.auth != "none" else None
     by = principal.user_id if principal is not None else None
@@ -62,4 +64,4 @@ async def summary_delete(request: Request, userId: str):
         raise DomainError("the body's userId differs from the path's", "request.userId")
     s = scope_of(request, b.model_copy(update={"userId": user}))
     counts = await app.erase.erase(user, s, by)
-    return envelope("api.summary.delete", {"erased": counts}, msgid=_msgid(request, body))
+    return envelope("api.summary.delete", {"erased": counts}, msgid=msgid(request, body))

@@ -15,10 +15,10 @@ from ..errors import Forbidden, NotFound, SunbirdError
 from ..services.sunbird import AssessmentState, ContentState
 from ..services.views import MIN_TS
 from .auth import subject_user
-from .body import unstorable
-from .envelope import envelope
-from .errors import msgid
-from .schemas import _details
+from .parsing import unstorable
+from .envelope import envelope, msgid
+from .schemas.views import check_details
+from .state import served
 
 router = APIRouter(tags=["sunbird"])
 
@@ -40,7 +40,7 @@ class Acting:
 def _acting(request: Request, body_user: str | None, private: bool, field: str = "request.userId") -> Acting:
     """Public routes act for the token's user, or the managed user it names; a token with an
     admin or service role may name anyone. /private/ routes trust the body (or path)."""
-    app = request.app.state.app
+    app = served(request)
     if private:
         if not app.settings.private_routes:
             raise NotFound("the /private/ routes are turned off (VIEWER_PRIVATE_ROUTES)")
@@ -105,7 +105,7 @@ def _int(value: Any, name: str, field: str) -> int | None:
     return int(value)
 
 
-def _content(item: Any, n: int, acting: Acting) -> ContentState:
+def _content(item: Any, n: int, acting: Acting, max_details_bytes: int) -> ContentState:
     at = f"request.contents.{n}"
     if not isinstance(item, dict):
         raise data_type("contents", "List of objects", at)
@@ -133,7 +133,7 @@ def _content(item: Any, n: int, acting: Acting) -> ContentState:
         if not isinstance(details, dict):
             raise data_type("progressdetails", "Map", f"{at}.progressdetails")
         try:
-            _details(details)
+            check_details(details, max_details_bytes)
         except ValueError as e:
             raise SunbirdError("INVALID_PARAMETER_VALUE", str(e), f"{at}.progressdetails") from None
     user = _user(item.get("userId"), f"{at}.userId") or acting.user
@@ -180,7 +180,7 @@ def _list(b: dict, name: str) -> list | None:
 
 
 async def _update(request: Request):
-    app = request.app.state.app
+    app = served(request)
     b = await _body(request)
     contents, assessments = _list(b, "contents"), _list(b, "assessments")
     acting = _acting(request, _user(b.get("userId"), "request.userId"), private=False)
@@ -192,8 +192,6 @@ async def _update(request: Request):
         if acting.user is None:
             raise missing("userId", "request.userId")
         await app.sunbird.sync_enrolment(acting.user, course, batch)
-        if app.worker is not None:
-            app.worker.wake()
         return envelope("api.content.state.update", {"response": "SUCCESS"}, msgid=msgid(request))
     contents, assessments = contents or [], assessments or []
     if len(contents) + len(assessments) > MAX_ITEMS:
@@ -201,11 +199,9 @@ async def _update(request: Request):
     if acting.user is None and any(not isinstance(c, dict) or not c.get("userId") for c in contents):
         raise SunbirdError("USERID_MISSING", "UserId is mandatory.", "request.userId")
     now = app.views.clock()
-    items = [_content(c, n, acting) for n, c in enumerate(contents)]
+    items = [_content(c, n, acting, app.settings.max_progress_details_bytes) for n, c in enumerate(contents)]
     attempts = [_assessment(a, n, acting, now, app.views.max_skew_ms) for n, a in enumerate(assessments)]
-    result, completed = await app.sunbird.update(items, attempts)
-    if completed and app.worker is not None:
-        app.worker.wake()
+    result = await app.sunbird.update(items, attempts)
     return envelope("api.content.state.update", result, msgid=msgid(request))
 
 
@@ -220,7 +216,7 @@ async def update_state_alias(request: Request):
 
 
 async def _read(request: Request, private: bool):
-    app = request.app.state.app
+    app = served(request)
     b = await _body(request)
     course_ids, content_ids, fields = _list(b, "courseIds"), _list(b, "contentIds"), _list(b, "fields")
     acting = _acting(request, _user(b.get("userId"), "request.userId"), private)
@@ -255,7 +251,7 @@ def _batch_fields(request: Request) -> list[str] | None:
 
 
 async def _courses(request: Request, user: str, course_ids: list | None = None):
-    app = request.app.state.app
+    app = served(request)
     if course_ids is not None:
         course_ids = [_id(c, "courseIds", f"request.courseIds.{n}", missing("courseIds", f"request.courseIds.{n}"))
                       for n, c in enumerate(course_ids)]

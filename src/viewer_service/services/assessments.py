@@ -44,9 +44,11 @@ class _Scored:
 
 class AssessmentService:
     def __init__(self, engine: AsyncEngine, views: ViewService, catalog: Catalog, *, max_events: int,
-                 clock: Callable[[], int] = now_ms, carry=None, max_batch: int = 256, flushers: int = 1):
+                 clock: Callable[[], int] = now_ms, carry=None, max_batch: int = 256, flushers: int = 1,
+                 on_queued: Callable[[], None] | None = None):
         self.engine = engine
         self.tx = Transactions(engine, "assessments")
+        self.on_queued = on_queued  # told when a submit queued aggregation work (bootstrap.py)
         self.carry = carry
         self._batches = Batcher(self._commit_batch, max_batch, flushers, name="assessments")
         self.views = views
@@ -87,6 +89,8 @@ class AssessmentService:
         self._batches.start()
         touched = await self._batches.submit(scored)
         await self.views.publish(touched)
+        if touched and self.on_queued is not None:
+            self.on_queued()
         return bool(touched)
 
     async def close(self) -> None:

@@ -24,9 +24,10 @@ log = logging.getLogger(__name__)
 
 class EnrolmentService:
     def __init__(self, engine: AsyncEngine, views: ViewService | None = None, carry: Carry | None = None,
-                 catalog=None, clock: Callable[[], int] = now_ms):
+                 catalog=None, clock: Callable[[], int] = now_ms, on_queued: Callable[[], None] | None = None):
         self.engine = engine
         self.tx = Transactions(engine)  # a lost race with a view write runs again
+        self.on_queued = on_queued  # told when an enrolment queued aggregation work (bootstrap.py)
         self.views = views
         self.carry = carry
         self.catalog = catalog
@@ -76,6 +77,8 @@ class EnrolmentService:
             return await repo.load_enrolment(conn, s), changed, carried
 
         row, changed, carried = await self.tx.write(run)
+        if changed and self.on_queued is not None:
+            self.on_queued()
         if self.views is not None:
             await self.views.publish(carried.rows)  # read-after-write: reads show the carried rows
             await self.views.forget(carried.emptied)

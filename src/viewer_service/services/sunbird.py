@@ -66,9 +66,10 @@ class AssessmentState:
 class SunbirdService:
     def __init__(self, engine: AsyncEngine, views: ViewService, assessments: AssessmentService,
                  summaries: SummaryService, catalog: Catalog, mode: ContextMode | str,
-                 clock: Callable[[], int] = now_ms):
+                 clock: Callable[[], int] = now_ms, on_queued: Callable[[], None] | None = None):
         self.engine = engine
         self.tx = Transactions(engine)
+        self.on_queued = on_queued  # told when a sync queued aggregation work (bootstrap.py)
         self.views = views
         self.assessments = assessments
         self.summaries = summaries
@@ -103,9 +104,9 @@ class SunbirdService:
 
     # -- update -----------------------------------------------------------------
 
-    async def update(self, contents: Sequence[ContentState], assessments: Sequence[AssessmentState]) -> tuple[dict, bool]:
-        """Write what the batches allow. Returns lms-service's result map and whether any content
-        was completed. Raises DomainError (nothing written) for invalid assessment events."""
+    async def update(self, contents: Sequence[ContentState], assessments: Sequence[AssessmentState]) -> dict:
+        """Write what the batches allow. Returns lms-service's result map. Raises DomainError
+        (nothing written) for invalid assessment events."""
         now = self.clock()
         contexts = await self._contexts({c.batch_id for c in contents} | {a.batch_id for a in assessments})
         rejected: dict[str, list[str]] = {}
@@ -134,7 +135,7 @@ class SunbirdService:
         result: dict[str, Any] = {a.batch_id: "SUCCESS" for a in attempts}
         result.update({c.content_id: "SUCCESS" for c in written})
         result.update(rejected)
-        return result, any(op.status >= COMPLETED for op in ops)
+        return result
 
     async def sync_enrolment(self, user: str, course: str, batch: str) -> None:
         """lms-service's enrolment sync: recompute the enrolment's progress from its contents."""
@@ -152,6 +153,8 @@ class SunbirdService:
             raise SunbirdError("INVALID_REQUESTED_DATA",
                                f"No Enrolment found for userId: {user}, batchId: {batch}, courseId: {course}",
                                "request")
+        if self.on_queued is not None:
+            self.on_queued()
 
     # -- read -------------------------------------------------------------------
 

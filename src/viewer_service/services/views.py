@@ -56,11 +56,12 @@ _HIT, _MISS, _BYPASS = (metrics.CACHE_READS.labels(r) for r in ("hit", "miss", "
 class ViewService:
     def __init__(self, engine: AsyncEngine, cache: ScopeCache, *, max_skew_ms: int,
                  max_batch: int = 256, flushers: int = 1, clock: Callable[[], int] = now_ms,
-                 repair_interval: float = 1.0, carry=None):
+                 repair_interval: float = 1.0, carry=None, on_queued: Callable[[], None] | None = None):
         self.engine = engine
         self.carry = carry  # services/carry.py: a write that completes a content carries it at once
         self.tx = Transactions(engine, "views")
         self.reader = self.tx.reader
+        self.on_queued = on_queued  # told when a write queued aggregation work (bootstrap.py)
         self.cache = cache
         self.clock = clock
         self.max_skew_ms = max_skew_ms
@@ -99,7 +100,10 @@ class ViewService:
         return ts
 
     async def write(self, op: ViewOp) -> ContentView:
-        return await self._writes.submit(op)
+        row = await self._writes.submit(op)
+        if self.on_queued is not None and _ends(op):
+            self.on_queued()
+        return row
 
     async def _write_batch(self, ops: Sequence[ViewOp]) -> list:
         try:
@@ -141,7 +145,7 @@ class ViewService:
                 continue
             rows[op.key] = touched[op.key] = new
             results.append(new)
-            if isinstance(op, End) or (isinstance(op, StateUpdate) and op.status >= COMPLETED):
+            if _ends(op):
                 ended.append(op.key.scope)
         await repo.insert_rows(conn, [v for k, v in touched.items() if k not in existing])
         await repo.update_rows(conn, [v for k, v in touched.items() if k in existing])
@@ -263,3 +267,7 @@ class ViewService:
             return entries
         return {cid: entries[cid] for cid in content_ids if cid in entries}
 
+
+def _ends(op: ViewOp) -> bool:
+    """An op that marks its scope for the aggregation worker."""
+    return isinstance(op, End) or (isinstance(op, StateUpdate) and op.status >= COMPLETED)

@@ -1,4 +1,4 @@
-"""Request bodies of the context, enrolment, certificate and summary endpoints."""
+"""Request bodies of the context, enrolment and certificate endpoints (api/enrolments.py)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, field_validator
 from typing_extensions import Annotated
 
-from .schemas import Envelope, Id, Int, IsoDate, IsoDateTime, _to_ms, number
+from .common import Envelope, Id, Int, IsoDate, IsoDateTime, number, to_ms
 
 
 def _when(v: Any) -> Any:
     if isinstance(v, date) and not isinstance(v, datetime):
         v = datetime.combine(v, time(), timezone.utc)
-    return _to_ms(v)
+    return to_ms(v)
 
 
 When = Int | IsoDateTime | IsoDate
@@ -62,10 +62,6 @@ class Certificate(BaseModel):
     lastIssuedOn: Int | str | None = None
 
 
-class EraseBody(ScopeBody):
-    """The enrolment to erase; `userId`, if given, must be the path's."""
-
-
 class CertificateBody(ScopeBody):
     certificate: Certificate
 
@@ -79,10 +75,6 @@ class EnrolRequest(Envelope[EnrolBody]):
 
 
 class ScopeRequest(Envelope[ScopeBody]):
-    pass
-
-
-class EraseRequest(Envelope[EraseBody]):
     pass
 
 

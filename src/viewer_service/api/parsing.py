@@ -1,6 +1,7 @@
-"""Request bodies are parsed and validated in one step by pydantic (its JSON parser), which is
-markedly cheaper than FastAPI's generic body handling on the hot write path. Errors take the
-same route as FastAPI's, and the OpenAPI document still shows every body schema."""
+"""Reading a request: its JSON body parsed and validated into a model in one step by pydantic
+(its JSON parser), markedly cheaper than FastAPI's generic body handling on the hot write path;
+values nothing downstream can store refused; ids from the URL path checked like ids in bodies.
+Errors take the same route as FastAPI's (api/errors.py)."""
 
 from __future__ import annotations
 
@@ -8,17 +9,15 @@ import math
 import re
 from typing import Any, TypeVar
 
-from fastapi import FastAPI, Request
+from fastapi import Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import from_json
 
-from .openapi import make_truthful
-from .schemas import Id
+from .schemas.common import Id
+from .state import served
 
 M = TypeVar("M", bound=BaseModel)
-_documented: set[type[BaseModel]] = set()
 
 
 async def parse(request: Request, model: type[M]) -> M:
@@ -28,7 +27,7 @@ async def parse(request: Request, model: type[M]) -> M:
         path, why = bad
         raise RequestValidationError([{"type": "value_error", "loc": ("body", *path), "msg": why}])
     try:
-        return model.model_validate_json(body)
+        return model.model_validate_json(body, context=served(request).settings)
     except ValidationError as e:
         raise RequestValidationError(
             [{**err, "loc": ("body", *err["loc"])} for err in e.errors(include_url=False)]
@@ -78,30 +77,6 @@ def unstorable(body: bytes) -> tuple[tuple, str] | None:
     except ValueError:
         return None  # not JSON: the parser says so
     return _unstorable(doc, ())
-
-
-def documented(model: type[BaseModel]) -> dict:
-    """`openapi_extra` for a route whose body is `model`."""
-    _documented.add(model)
-    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
-
-
-def install_openapi(app: FastAPI) -> None:
-    def openapi():
-        if app.openapi_schema is None:
-            schema = get_openapi(title=app.title, version=app.version, description=app.description,
-                                 routes=app.routes)
-            components = schema.setdefault("components", {}).setdefault("schemas", {})
-            for model in _documented:
-                js = model.model_json_schema(ref_template="#/components/schemas/{model}")
-                components.update(js.pop("$defs", {}))
-                components[model.__name__] = js
-            served = getattr(app.state, "app", None)  # its settings, once started
-            app.openapi_schema = make_truthful(schema, _id.json_schema(), served.settings.auth if served else "none")
-        return app.openapi_schema
-
-    app.openapi = openapi
 
 
 _id = TypeAdapter(Id)

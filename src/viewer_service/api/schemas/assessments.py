@@ -1,4 +1,4 @@
-"""Request bodies of the assessment endpoints. The ASSESS events themselves are checked by the
+"""Request bodies of the assessment endpoints (api/assessments.py). The ASSESS events themselves are checked by the
 rules (domain/assessments.py), which name the offending field."""
 
 from __future__ import annotations
@@ -7,13 +7,14 @@ from typing import Annotated, Any
 
 from pydantic import AliasChoices, Field, StringConstraints, field_validator
 
-from .schemas import Envelope, Id, Int, IsoDateTime, ReadBody, _Body, _to_ms
+from .common import Body, Envelope, Id, Int, IsoDateTime, to_ms
+from .views import ReadBody
 
 _collection = AliasChoices("collectionId", "courseId")  # Sunbird's lms names too
 _context = AliasChoices("contextId", "batchId")
 
 
-class _AttemptKeys(_Body):
+class _AttemptKeys(Body):
     userId: Id | None = None
     contentId: Id | None = None
     collectionId: Id | None = Field(default=None, validation_alias=_collection)
@@ -24,7 +25,7 @@ class _AttemptKeys(_Body):
     @field_validator("assessmentTs")
     @classmethod
     def _ts(cls, v):
-        return _to_ms(v)
+        return to_ms(v)
 
 
 class AttemptBody(_AttemptKeys):

@@ -9,7 +9,7 @@ from .errors import API_IDS
 _BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
 
-class BodyGuard:
+class BodyLimits:
     def __init__(self, app, max_bytes: int):
         self.app = app
         self.max = max_bytes

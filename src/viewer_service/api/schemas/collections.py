@@ -1,4 +1,4 @@
-"""Catalog request bodies: a Sunbird hierarchy object in the `{"request": ...}` wrapper.
+"""Request bodies of the catalog endpoints (api/collections.py): a Sunbird hierarchy object in the `{"request": ...}` wrapper.
 
 Unknown fields are kept (the document is stored as sent); the ones the catalog reads are typed."""
 
@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, WithJsonSchema, field_validator
 
-from .schemas import Envelope, Id
+from .common import Envelope, Id
 
 _TRUE_FALSE = r"^\s*([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee])\s*$"
 
