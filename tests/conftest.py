@@ -98,7 +98,7 @@ def settings(request, backend) -> Settings:
     # The worker runs inside the app on both backends, so tests see progress computed.
     base.update(worker_in_serve=True, worker_poll_seconds=0.05, event_sink=f"file:{tmp / 'events.jsonl'}",
                 download_dir=str(tmp / "downloads"))
-    # PostgreSQL's fallback poll too (notifications wake the worker; tests/test_worker.py tests them alone).
+    # PostgreSQL's fallback poll too (notifications wake the worker; tests/e2e/test_worker.py tests them alone).
     base.update(worker_listen_poll_seconds=0.05)
     return Settings(**{**base, "repair_interval_seconds": 0.05, **extra})
 
@@ -128,7 +128,7 @@ def user() -> str:
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "settings(**kw): override Settings fields for the test")
-    config.addinivalue_line("markers", "mode(name): run on an instance in this context mode (tests/test_modes.py)")
+    config.addinivalue_line("markers", "mode(name): run on an instance in this context mode (tests/e2e/test_modes.py)")
 
 
 async def wait_until(predicate, timeout: float = 30.0, interval: float = 0.02):
