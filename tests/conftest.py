@@ -1,4 +1,7 @@
-"""Fixtures: real PostgreSQL and Redis servers (started by tests/servers.py) and SQLite.
+"""Fixtures: real PostgreSQL and Redis servers (started by tests/servers.py, each on first use) and SQLite.
+
+The folders: unit/ (pure domain and logic: no I/O, no server), integration/ (adapters and services
+against the real servers), e2e/ (HTTP through the app, CLI processes, the browser).
 
 Each run (each xdist worker) gets its own PostgreSQL database, SQLite file and Redis key prefix,
 shared by its tests, which run in random order: ids of collections and contexts a test creates must
@@ -8,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -19,6 +23,7 @@ from viewer_service.api.app import create_app
 from viewer_service.config import Settings
 
 RUN_ID = uuid.uuid4().hex[:8]
+UNIT = Path(__file__).resolve().parent / "unit"
 
 
 def migrate(url: str) -> None:
@@ -98,7 +103,7 @@ def settings(request, backend) -> Settings:
     # The worker runs inside the app on both backends, so tests see progress computed.
     base.update(worker_in_serve=True, worker_poll_seconds=0.05, event_sink=f"file:{tmp / 'events.jsonl'}",
                 download_dir=str(tmp / "downloads"))
-    # PostgreSQL's fallback poll too (notifications wake the worker; tests/test_worker.py tests them alone).
+    # PostgreSQL's fallback poll too (notifications wake the worker; tests/e2e/test_worker.py tests them alone).
     base.update(worker_listen_poll_seconds=0.05)
     return Settings(**{**base, "repair_interval_seconds": 0.05, **extra})
 
@@ -128,7 +133,7 @@ def user() -> str:
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "settings(**kw): override Settings fields for the test")
-    config.addinivalue_line("markers", "mode(name): run on an instance in this context mode (tests/test_modes.py)")
+    config.addinivalue_line("markers", "mode(name): run on an instance in this context mode (tests/e2e/test_modes.py)")
     config.addinivalue_line("markers", "slow: minutes, not seconds; part of scripts/test and CI like every test "
                                        "(-m 'not slow' leaves them out of a quick loop)")
 
@@ -154,14 +159,25 @@ def _order_line(config) -> str:
     return f"Test order: random, seed {seed} (repeat it: scripts/test --randomly-seed={seed}; file order: -p no:randomly)"
 
 
+def _write_lines(config, lines) -> None:
+    tr = config.pluginmanager.get_plugin("terminalreporter")
+    if tr is not None and not hasattr(config, "workerinput"):  # an xdist worker: the controller prints
+        for line in lines:
+            tr.write_line(line)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_sessionstart(session):
-    config = session.config
-    tr = config.pluginmanager.get_plugin("terminalreporter")
-    if tr is None or hasattr(config, "workerinput"):  # an xdist worker: the controller prints
-        return
-    for line in [*describe_servers(), _order_line(config)]:
-        tr.write_line(line)
+    # The xdist controller collects nothing itself: it names the servers now, not after collection.
+    servers = describe_servers() if session.config.pluginmanager.hasplugin("dsession") else []
+    _write_lines(session.config, [*servers, _order_line(session.config)])
+
+
+def pytest_collection_finish(session):
+    # Unit tests start no server and connect to none: a run of them alone does not name any.
+    if not session.config.pluginmanager.hasplugin("dsession") and not all(
+            UNIT in Path(item.path).resolve().parents for item in session.items):
+        _write_lines(session.config, describe_servers())
 
 
 def pytest_terminal_summary(terminalreporter, config):

@@ -161,7 +161,7 @@ async def test_the_grafana_dashboard_shows_metrics_the_service_exports(client, u
     import json
     import re
 
-    dashboard = json.loads((Path(__file__).parent.parent / "deploy/grafana/viewer-service.json").read_text())
+    dashboard = json.loads((Path(__file__).resolve().parents[2] / "deploy/grafana/viewer-service.json").read_text())
     assert (await post(client, "/v1/view/start", userId=user, contentId="c1"))[0] == 200
     assert (await post(client, "/v1/view/read", userId=user, contentId=["c1"]))[0] == 200
     exported = {name for name, _ in await scrape(client)}

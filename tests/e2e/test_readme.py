@@ -13,7 +13,7 @@ from pathlib import Path
 from helpers import clean_env, wait_answering
 from servers import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).with_name("viewer-service")
 
 

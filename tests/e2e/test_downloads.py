@@ -1,4 +1,5 @@
-"""Summary downloads through HTTP (CSV and JSON), on SQLite and on PostgreSQL + Redis."""
+"""Summary downloads through HTTP (CSV and JSON), on SQLite and on PostgreSQL + Redis. The service's
+files alone: tests/integration/test_download_files.py; a CSV row: tests/unit/test_download_rows.py."""
 
 import asyncio
 import csv
@@ -18,7 +19,7 @@ from viewer_service.api.downloads import router
 from viewer_service.clock import now_ms
 from viewer_service.services import downloads as dl
 from viewer_service.errors import DownloadNotFound
-from viewer_service.services.downloads import CSV_COLUMNS, DownloadService, csv_row
+from viewer_service.services.downloads import CSV_COLUMNS, DownloadService
 
 SECRET = "test-secret-that-is-long-enough-for-hs256"
 JWT = pytest.mark.settings(auth="jwt", jwt_secret=SECRET)
@@ -147,16 +148,6 @@ async def test_csv_cells_that_start_like_a_formula_are_escaped(client, user):
     assert doc["userId"] == learner and doc["summary"][0]["collection"]["name"].startswith("-2+3")
 
 
-def test_tab_and_cr_starts_are_escaped_and_numbers_are_not():
-    s = {"userId": "\tu", "collectionId": "\rc", "contextId": "plain", "collection": {"name": "a=b"},
-         "enrolledDate": 0, "active": False, "status": 0, "progress": 0, "completedOn": None}
-    row = dict(zip(CSV_COLUMNS, csv_row(s)))
-    assert (row["userId"], row["collectionId"], row["contextId"], row["collectionName"]) == \
-        ("'\tu", "'\rc", "plain", "a=b")
-    assert row["enrolledDate"] == 0 and row["enrolledDateIso"] == "1970-01-01T00:00:00.000Z"
-    assert row["active"] == "false" and row["completedOn"] is None and row["leafNodesCount"] is None
-
-
 @JWT
 async def test_only_the_learner_or_an_admin_may_download(client, user):
     other = user + "-other"
@@ -243,46 +234,6 @@ async def test_hundreds_of_summaries_stream_to_the_file(client, app, user, monke
     assert {r["collectionId"]: orjson.loads(r["contentStatus"]) for r in table}["do_0002"] == {"leaf_2": 2}
     doc = orjson.loads((await fetch(client, await download(client, user, "json"))).content)
     assert len(doc["summary"]) == n and all(s["userId"] == user for s in doc["summary"])
-
-
-class Source:
-    """A summary source that checks the file grows while it is still being iterated."""
-
-    def __init__(self, directory, n, fail_at=None):
-        self.directory, self.n, self.fail_at = directory, n, fail_at
-        self.part_sizes = []
-
-    async def iter_summaries(self, user_id):
-        for i in range(self.n):
-            if i == self.fail_at:
-                raise RuntimeError("the source failed")
-            if i and i % 100 == 0:
-                parts = [f for f in os.listdir(self.directory) if f.endswith(".part")]
-                self.part_sizes.append(os.path.getsize(os.path.join(self.directory, parts[0])))
-            yield {"userId": user_id, "collectionId": f"c{i}", "contextId": f"c{i}", "contentStatus": {"x": 2},
-                   "collection": {"name": "n" * 100}}
-
-
-async def test_rows_reach_the_disk_before_the_source_ends(app, tmp_path, user, monkeypatch):
-    monkeypatch.setattr(dl, "CHUNK_BYTES", 4096)
-    own = tmp_path / "own"
-    src = Source(own, 500)
-    svc = DownloadService(app.state.app.views.engine, src, directory=str(own), expiry_seconds=60)
-    url = await svc.create(user, "csv")
-    assert len(src.part_sizes) == 4 and 0 < src.part_sizes[0] < src.part_sizes[-1]
-    path, _ = await svc.open(user, url.rsplit("/", 1)[1])
-    assert len(rows(open(path, newline="").read())) == 500 and files_in(own) == [os.path.basename(path)]
-
-
-async def test_a_failed_write_leaves_no_file_and_no_row(app, tmp_path, user):
-    own = tmp_path / "own"
-    svc = DownloadService(app.state.app.views.engine, Source(own, 500, fail_at=250), directory=str(own),
-                          expiry_seconds=60)
-    with pytest.raises(RuntimeError):
-        await svc.create(user, "json")
-    assert files_in(own) == []
-    async with svc.engine.connect() as conn:
-        assert (await conn.execute(sa.select(download_file).where(download_file.c.user_id == user))).first() is None
 
 
 async def test_erase_takes_the_rows_then_the_files(client, downloads, settings, user):

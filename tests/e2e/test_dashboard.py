@@ -27,7 +27,7 @@ from servers import free_port
 
 BIN = Path(sys.executable).with_name("viewer-service")
 CHROMIUM = os.environ.get("VIEWER_TEST_CHROMIUM", "/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts" / "dashboard"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "dashboard"
 SECRET = "dashboard-test-secret-long-enough-for-hs256"
 WAIT_MS = 20_000  # every wait in the browser is bounded
 PHONE = {"width": 390, "height": 844}

@@ -26,7 +26,7 @@ from viewer_service.domain.cqlsh import Dialect
 from viewer_service.domain.scope import ContextMode
 
 BIN = Path(sys.executable).with_name("viewer-service")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 T = 1624426660575  # 2021-06-23 05:37:40.575 UTC
 TS = "2021-06-23 05:37:40.575000+0000"
 DAY = 86_400_000

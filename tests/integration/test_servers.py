@@ -50,17 +50,3 @@ def test_a_created_database_accepts_connections_and_is_dropped():
         drop_database(pg.admin_dsn, dsn)
         rows = pg_execute(pg.admin_dsn, f"SELECT 1 FROM pg_database WHERE datname = '{name}'")
         assert rows == []
-
-
-def test_the_printed_choice_of_postgresql_follows_the_switches(monkeypatch):
-    from servers import describe_servers, pg_choice
-
-    monkeypatch.setenv("VIEWER_TEST_PG_DSN", "postgresql://me:secret@db.example:5433/postgres")
-    assert pg_choice() == ("env", "postgresql://me:secret@db.example:5433/postgres")
-    pg_line = describe_servers()[0]
-    assert "VIEWER_TEST_PG_DSN" in pg_line and "db.example:5433" in pg_line and "secret" not in pg_line
-    monkeypatch.delenv("VIEWER_TEST_PG_DSN")
-    monkeypatch.setenv("VIEWER_TEST_PG_FORCE_THROWAWAY", "1")
-    assert pg_choice() == ("throwaway", None)
-    assert describe_servers()[0].startswith("PostgreSQL: a throwaway cluster (VIEWER_TEST_PG_FORCE_THROWAWAY is set")
-    assert "throwaway redis-server" in describe_servers()[1]

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PY = sys.executable
 
 
@@ -25,8 +25,8 @@ def _pytest(*args, cwd=ROOT, timeout=300) -> subprocess.CompletedProcess:
 
 
 def test_a_file_of_async_tests_on_session_fixtures_passes_alone():
-    # tests/test_schema.py asks for the session databases from inside a running event loop.
-    out = _pytest("-q", "--randomly-seed=4242", "tests/test_schema.py")
+    # tests/integration/test_schema.py asks for the session databases from inside a running event loop.
+    out = _pytest("-q", "--randomly-seed=4242", "tests/integration/test_schema.py")
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert re.search(r"^2 passed", out.stdout.splitlines()[-1])
     lines = out.stdout.splitlines()
