@@ -36,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import BenchError, Cleanup, med, pg_exec  # noqa: E402
-from run import PgDatabase, RedisPrefix, Server, Wrk, service_command  # noqa: E402
+from run import FloorServer, PgDatabase, RedisPrefix, Server, Wrk, service_command  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PHASES = ("floor", "writes", "reads", "mix")
@@ -105,6 +105,9 @@ def measure(args, wrk: Wrk, env: dict, log: Path, label: str, cleanup: Cleanup, 
     server = Server(env, 1, False, log)
     cleanup.push(f"server {label}", server.stop)
     server.start(120)
+    floor = FloorServer(log.with_suffix(".floor.log"))  # the fixed floor app (bench/floor_app.py)
+    cleanup.push(f"floor server {label}", floor.stop)
+    floor.start(120)
     rnd = random.Random(args.seed)
     out = {"cold_hot_ms": cold_reads(server, [f"bench_u{rnd.randrange(hot)}" for _ in range(args.cold)],
                                      args.contents)}
@@ -117,11 +120,11 @@ def measure(args, wrk: Wrk, env: dict, log: Path, label: str, cleanup: Cleanup, 
     if r.data["counters"]["seed_bad"]:
         raise BenchError(f"seed reads: non-2xx {r.data['tables']}")
     for phase in PHASES:
-        wrk.run(phase, server, 2, common + [f"seed={args.seed + 999}", f"tag=w{secrets.token_hex(3)}"])
+        wrk.run(phase, floor if phase == "floor" else server, 2, common + [f"seed={args.seed + 999}", f"tag=w{secrets.token_hex(3)}"])
     runs = {p: [] for p in PHASES}
     for rep in range(args.repeats):
         for phase in PHASES:
-            r = wrk.run(phase, server, args.duration, common + [f"seed={args.seed * 100 + rep}",
+            r = wrk.run(phase, floor if phase == "floor" else server, args.duration, common + [f"seed={args.seed * 100 + rep}",
                                                                 f"tag={label[0]}{rep}x{secrets.token_hex(3)}"])
             if not r.valid:
                 raise BenchError(f"{label} {phase}: non-2xx {r.non2xx}, timeouts {r.timeouts}")
@@ -129,6 +132,7 @@ def measure(args, wrk: Wrk, env: dict, log: Path, label: str, cleanup: Cleanup, 
             print(f"bench: [{label}] {phase} #{rep + 1}: {r.rps:8.0f} req/s  p50 {r.lat_ms('p50'):6.2f} ms  "
                   f"p99 {r.lat_ms('p99'):6.2f} ms", file=sys.stderr)
     server.stop()
+    floor.stop()
     out["runs"] = runs
     out["median"] = {p: {k: med([x[k] for x in runs[p]]) for k in ("rps", "p50", "p99")} for p in PHASES}
     return out
@@ -142,7 +146,7 @@ def after_only(args, learners: int, hot: int, outdir: Path, started) -> int:
     result = {"sizes_now": sizes(url)}
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIEWER_")}
     prefix = RedisPrefix(args.redis_url)
-    env.update(VIEWER_BENCH_FLOOR="true", VIEWER_DATABASE_URL=url, VIEWER_REDIS_URL=args.redis_url,
+    env.update(VIEWER_DATABASE_URL=url, VIEWER_REDIS_URL=args.redis_url,
                VIEWER_WORKER_IN_SERVE="false", VIEWER_REDIS_PREFIX=prefix.prefix)
     cleanup.push(f"redis keys {prefix.prefix}*", prefix.delete)
     try:
@@ -190,7 +194,7 @@ def main(argv=None) -> int:
         archive_dir = tempfile.mkdtemp(prefix="viewer-archive-bench-")
         cleanup.push(f"archive dir {archive_dir}", lambda: subprocess.run(["rm", "-rf", archive_dir]))
         env = {k: v for k, v in os.environ.items() if not k.startswith("VIEWER_")}
-        env.update(VIEWER_BENCH_FLOOR="true", VIEWER_DATABASE_URL=db.url, VIEWER_REDIS_URL=args.redis_url,
+        env.update(VIEWER_DATABASE_URL=db.url, VIEWER_REDIS_URL=args.redis_url,
                    VIEWER_WORKER_IN_SERVE="false")
         subprocess.run(service_command() + ["db", "upgrade"], env=env, check=True, capture_output=True)
         t0 = time.monotonic()

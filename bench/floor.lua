@@ -1,4 +1,4 @@
--- wrk script: the FLOOR. POST /bench/floor (server started with VIEWER_BENCH_FLOOR=true)
+-- wrk script: the FLOOR. POST /bench/floor of the fixed floor app (bench/floor_app.py, started by run.py)
 -- answers a constant JSON envelope without any I/O. The bodies are built exactly like
 -- writes.lua builds its update bodies (same size, same client-side cost), so the floor is what
 -- the HTTP stack + framework + this load generator can do on this machine.

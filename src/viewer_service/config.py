@@ -84,7 +84,6 @@ class Settings(BaseSettings):
     # `viewer-service archive`: where the Parquet files go when --dir is not given (docs/archive.md).
     archive_dir: str = "./viewer-archive"
 
-    bench_floor: bool = False  # exposes POST /bench/floor for the benchmark
 
     @field_validator("database_url")
     @classmethod

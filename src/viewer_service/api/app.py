@@ -7,7 +7,6 @@ import logging
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-import orjson
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
@@ -33,7 +32,7 @@ from . import dashboard, reports
 from .body import install_openapi
 from .auth import AuthError, Authenticator, resolve_user
 from .body_guard import BodyGuard
-from .envelope import envelope
+from .hot import HotRoutes
 from .observe import Observe
 
 log = logging.getLogger(__name__)
@@ -144,6 +143,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False},  # unused; costs env lookups per request
         docs_url=None, redoc_url=None,  # served from the package by api/docs.py (no CDN)
     )
+    app.add_middleware(HotRoutes)  # innermost: the failsafe and the rest see its requests as any other
     errors.install(app)
     install_openapi(app)
     docs.install(app)
@@ -152,14 +152,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                    health.router, sunbird.router, reports.router, dashboard.router):
         for route in router.routes:
             app.router.routes.append(route)
-    if settings.bench_floor:
-        floor = orjson.loads(envelope("api.bench.floor", {"do_1": "SUCCESS"}).body)
-
-        @app.post("/bench/floor", include_in_schema=False)
-        async def _floor(request: Request):
-            await request.body()
-            return Response(orjson.dumps(floor), media_type="application/json")
-
     if settings.metrics:
         @app.get("/metrics", include_in_schema=False)
         async def _metrics(request: Request):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import random
 import time
-import uuid
 from typing import Any
 
 import orjson
@@ -33,9 +32,20 @@ def timestamp() -> str:
     return f"{_second[1]}{milli:03d}+0000"
 
 
+# The bits uuid.UUID(int=..., version=4) sets and clears (RFC 4122 variant, version 4).
+_V4_SET = (0x4 << 76) | (0x8000 << 48)
+_V4_KEEP = ~((0xf000 << 64) | (0xc000 << 48)) & ((1 << 128) - 1)
+
+
 def message_id() -> str:
     # A random (version 4) UUID without a system call per response.
-    return str(uuid.UUID(int=random.getrandbits(128), version=4))
+    return uuid4_text(random.getrandbits(128))
+
+
+def uuid4_text(bits: int) -> str:
+    """str(uuid.UUID(int=bits, version=4)), formatted directly: a third of its cost."""
+    h = "%032x" % (bits & _V4_KEEP | _V4_SET)
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def envelope(api_id: str, result: Any, *, msgid: str | None = None, status_code: int = 200,
