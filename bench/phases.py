@@ -80,7 +80,10 @@ def run_config(args, stack: str, workers: int, outdir: Path, wrk_exe: str,
         wrk = Wrk(wrk_exe, args.threads, args.connections, args.wrk_timeout, args.diag,
                   outdir / f"{name}.wrk.log", cleanup)
         common = [f"learners={args.learners}", f"contents={args.contents}"]
-        seed(args, res, name, wrk, server, common)
+        res.seed = seed_views(args, wrk, server, name, log_path)
+        res.memory.append(("seeded", server.memory()))
+        # The batch the legacy content state update (state_update.lua) writes under.
+        server.put_json("/v1/context/bench_batch", {"request": {"type": "batch", "collectionIds": ["bench_course"]}})
         measure(args, res, name, wrk, server, floor, common)
         if db is not None:
             try:
@@ -116,25 +119,26 @@ def fresh_store(args, stack: str, name: str, env: dict, cleanup: Cleanup):
     return db, prefix
 
 
-def seed(args, res: ConfigResult, name: str, wrk: Wrk, server: Server, common: list[str]) -> None:
-    """Every (learner, content) started, then every learner's scope read once; all must get 2xx."""
+def seed_views(args, wrk: Wrk, server: Server, name: str, log_path: Path) -> dict:
+    """Every (learner, content) started, then every learner's scope read once (fills the cache);
+    all must get 2xx."""
+    common = [f"learners={args.learners}", f"contents={args.contents}"]
+    seed = {}
     for mode in ("start", "read"):
         r = wrk.run("seed", server, 3600, common + [f"mode={mode}", f"threads={args.threads}"],
                     seed_mode=True, limit_s=args.seed_timeout)
         c = r.data["counters"]
-        res.seed[mode] = {"requests": int(c["seed_total"]), "ok": int(c["seed_ok"]),
-                          "bad": int(c["seed_bad"]), "bad_status": r.data["tables"].get("bad_status", {}),
-                          "wall_s": r.wall_s, "rps": c["seed_ok"] / r.wall_s if r.wall_s else 0.0}
+        seed[mode] = {"requests": int(c["seed_total"]), "ok": int(c["seed_ok"]),
+                      "bad": int(c["seed_bad"]), "bad_status": r.data["tables"].get("bad_status", {}),
+                      "wall_s": r.wall_s, "rps": c["seed_ok"] / r.wall_s if r.wall_s else 0.0}
         say(name, f"seed {mode}: {int(c['seed_ok'])}/{int(c['seed_total'])} ok in {r.wall_s:.1f} s "
-                  f"({res.seed[mode]['rps']:.0f}/s), non-2xx {int(c['seed_bad'])}")
+                  f"({seed[mode]['rps']:.0f}/s), non-2xx {int(c['seed_bad'])}")
         if c["seed_ok"] + c["seed_bad"] < c["seed_total"]:
             raise BenchError(f"seeding ({mode}) did not finish: {c}")
         if c["seed_bad"]:
             raise BenchError(f"seeding ({mode}) got non-2xx answers {r.data['tables']}; "
-                             f"see {server.log_path}:\n{tail(server.log_path)}")
-    res.memory.append(("seeded", server.memory()))
-    # The batch the legacy content state update (state_update.lua) writes under.
-    server.put_json("/v1/context/bench_batch", {"request": {"type": "batch", "collectionIds": ["bench_course"]}})
+                             f"see {log_path}:\n{tail(log_path)}")
+    return seed
 
 
 def measure(args, res: ConfigResult, name: str, wrk: Wrk, server: Server, floor: FloorServer,

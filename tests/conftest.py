@@ -134,6 +134,8 @@ def user() -> str:
 def pytest_configure(config):
     config.addinivalue_line("markers", "settings(**kw): override Settings fields for the test")
     config.addinivalue_line("markers", "mode(name): run on an instance in this context mode (tests/e2e/test_modes.py)")
+    config.addinivalue_line("markers", "slow: minutes, not seconds; part of scripts/test and CI like every test "
+                                       "(-m 'not slow' leaves them out of a quick loop)")
 
 
 async def wait_until(predicate, timeout: float = 30.0, interval: float = 0.02):

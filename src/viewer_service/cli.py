@@ -38,10 +38,15 @@ def _serve(args: argparse.Namespace) -> int:
     from . import logs
 
     scratch = _multiprocess_metrics_dir() if args.workers > 1 and settings.metrics else None
+    app, options = "viewer_service.api.app:create_app", dict(
+        factory=True, host=args.host, port=args.port, workers=args.workers, log_level=args.log_level,
+        access_log=False, log_config=logs.config(settings.log_format, args.log_level))
     try:
-        uvicorn.run("viewer_service.api.app:create_app", factory=True, host=args.host, port=args.port,
-                    workers=args.workers, log_level=args.log_level, access_log=False,
-                    log_config=logs.config(settings.log_format, args.log_level))
+        if args.workers > 1:
+            from . import reuseport
+
+            return reuseport.run(uvicorn.Config(app, **options))  # each process its own socket
+        uvicorn.run(app, **options)
     finally:
         if scratch:
             import shutil
