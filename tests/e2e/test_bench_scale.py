@@ -13,7 +13,7 @@ from pathlib import Path
 import asyncpg
 import redis
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_scale_benchmark_runs_at_a_thousand_rows(pg_server, redis_server, tmp_path):
