@@ -39,8 +39,9 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import BenchError, Cleanup, med, pg_exec  # noqa: E402
-from run import FloorServer, PgDatabase, RedisPrefix, Server, Wrk, service_command  # noqa: E402
+from harness import BenchError, Cleanup, PgDatabase, RedisPrefix, med, pg_exec, with_dbname  # noqa: E402
+from server import FloorServer, Server, service_command  # noqa: E402
+from wrk import Wrk  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PHASES = ("floor", "writes", "reads", "mix")
@@ -154,9 +155,8 @@ def medians(out: dict) -> None:
 
 def after_only(args, learners: int, hot: int, outdir: Path, started) -> int:
     """The 'after' phase alone, on a database an interrupted run left archived (its sizes too)."""
-    from run import _pg_url
     cleanup = Cleanup()
-    url = _pg_url(args.pg_url, args.after_only)
+    url = with_dbname(args.pg_url, args.after_only)
     result = {"sizes_now": sizes(url)}
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIEWER_")}
     prefix = RedisPrefix(args.redis_url)

@@ -31,9 +31,12 @@ import signal
 import sys
 from pathlib import Path
 
-from harness import BenchError, Cleanup, _sigterm, med
-from run import (NCPU, RESULTS, ROOT, ConfigResult, FloorServer, PgDatabase, RedisPrefix, Server, Wrk, machine_info,
-                 seed_views, service_command, summarize, versions)
+from harness import RESULTS, ROOT, BenchError, Cleanup, PgDatabase, RedisPrefix, _sigterm, med
+from phases import ConfigResult, seed_views
+from procfs import NCPU, machine_info
+from run_report import summarize, versions
+from server import FloorServer, Server, service_command
+from wrk import Wrk
 
 PHASES = ("floor", "reads", "writes", "mix")
 

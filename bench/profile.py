@@ -30,8 +30,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from harness import BenchError, Cleanup
-from run import BENCH, RESULTS, PgDatabase, RedisPrefix, Server, Wrk, cpu_by_pid
+from harness import RESULTS, BenchError, Cleanup, PgDatabase, RedisPrefix
+from procfs import cpu_by_pid
+from server import Server
+from wrk import Wrk
 
 # (part, pattern on "function (file)"), first match from the innermost frame outwards wins.
 PARTS = [

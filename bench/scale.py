@@ -46,8 +46,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import BenchError, Cleanup, _sigterm, med, pg_exec, plain_pg_url  # noqa: E402
-from run import PgDatabase, RedisPrefix, Server, Wrk, machine_busy_sample, tail  # noqa: E402
+from harness import BenchError, Cleanup, PgDatabase, RedisPrefix, _sigterm, med, pg_exec, plain_pg_url  # noqa: E402
+from procfs import machine_busy_sample  # noqa: E402
+from server import Server, tail  # noqa: E402
+from wrk import Wrk  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
@@ -277,7 +279,7 @@ async def worker_rate(url: str, learners: int, passes: int, pg: PgBackends) -> l
     from viewer_service.adapters.db.engine import make_engine
     from viewer_service.adapters.db.tables import scope_dirty
     from viewer_service.services.catalog import Catalog
-    from viewer_service.worker import AggregationWorker
+    from viewer_service.services.aggregation import AggregationWorker
 
     engine = make_engine(url)
     catalog = Catalog(engine)
