@@ -9,6 +9,8 @@ import datetime as dt
 import logging
 import os
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from .config import Settings
 from .reporting import CountProgress
@@ -68,8 +70,32 @@ def _prepare(settings: Settings) -> str | None:
     return asyncio.run(mode_problem(settings, unreachable_ok=False))
 
 
-def _archive(args: argparse.Namespace) -> int:
+def _settings() -> Settings | None:
+    """This instance's settings, or None (the problem printed) when it cannot archive."""
+    settings = Settings()
+    problem = _prepare(settings)
+    if problem:
+        print(f"viewer-service: {problem}", file=sys.stderr)
+        return None
+    return settings
+
+
+@asynccontextmanager
+async def _stores(settings: Settings) -> AsyncIterator[tuple]:
+    """The database and the shared cache (moved scopes are dropped from it), closed on the way out."""
     from .bootstrap import database, shared_cache
+
+    engine = database(settings, 2)
+    cache = shared_cache(settings)
+    try:
+        yield engine, cache
+    finally:
+        if cache is not None:
+            await cache.close()
+        await engine.dispose()
+
+
+def _archive(args: argparse.Namespace) -> int:
     from .services.archive import Archiver
 
     if not args.completed_before:
@@ -83,28 +109,17 @@ def _archive(args: argparse.Namespace) -> int:
     if args.chunk_scopes < 1:
         print("viewer-service archive: --chunk-scopes must be at least 1", file=sys.stderr)
         return 2
-    settings = Settings()
-    problem = _prepare(settings)
-    if problem:
-        print(f"viewer-service: {problem}", file=sys.stderr)
+    settings = _settings()
+    if settings is None:
         return 2
     root = args.dir or settings.archive_dir
 
     async def run() -> dict:
-        engine = database(settings, 2)
-        cache = shared_cache(settings)  # moved scopes are dropped from it
-        try:
+        async with _stores(settings) as (engine, cache):
             archiver = Archiver(engine, root, chunk_scopes=args.chunk_scopes, forget=cache and cache.invalidate,
                                 pause_before_commit=float(os.environ.get("VIEWER_ARCHIVE_PAUSE_BEFORE_COMMIT") or 0))
-            progress = CountProgress("archive", await archiver.count_due(before), "enrolments", log)
-            try:
+            with CountProgress("archive", await archiver.count_due(before), "enrolments", log) as progress:
                 return await archiver.run(before, lambda c: progress.advance(c["due"], f", {c.get('rows', 0)} rows"))
-            finally:
-                progress.close()
-        finally:
-            if cache is not None:
-                await cache.close()
-            await engine.dispose()
 
     t = asyncio.run(run())
     print(f"archived {t['scopes']} enrolments: {t['rows']} consumption rows, {t['attempts']} attempts into "
@@ -114,30 +129,18 @@ def _archive(args: argparse.Namespace) -> int:
 
 
 def _restore(args: argparse.Namespace) -> int:
-    from .bootstrap import database, shared_cache
     from .services.archive import Archiver
 
-    settings = Settings()
-    problem = _prepare(settings)
-    if problem:
-        print(f"viewer-service: {problem}", file=sys.stderr)
+    settings = _settings()
+    if settings is None:
         return 2
 
     async def run() -> dict:
-        engine = database(settings, 2)
-        cache = shared_cache(settings)  # moved scopes are dropped from it
-        try:
+        async with _stores(settings) as (engine, cache):
             archiver = Archiver(engine, forget=cache and cache.invalidate)
             total = 1 if args.user else await archiver.count_archived_users()
-            progress = CountProgress("restore", total, "learners", log)
-            try:
+            with CountProgress("restore", total, "learners", log) as progress:
                 return await archiver.restore(None if args.all else args.user, progress.advance)
-            finally:
-                progress.close()
-        finally:
-            if cache is not None:
-                await cache.close()
-            await engine.dispose()
 
     try:
         t = asyncio.run(run())

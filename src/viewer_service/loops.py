@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from .clock import now_ms
 
 log = logging.getLogger(__name__)
 
@@ -15,7 +20,15 @@ class PollingLoop:
     poll_seconds: float = 0.2
     name = "loop"
 
-    def __init__(self) -> None:
+    def __init__(self, engine: AsyncEngine, *, worker_id: str, batch: int = 100, lease_ms: int = 30_000,
+                 poll_seconds: float = 0.2, clock: Callable[[], int] = now_ms) -> None:
+        # What every claim-with-lease loop needs: where to claim, as whom, how many, for how long.
+        self.engine = engine
+        self.worker_id = worker_id
+        self.batch = batch
+        self.lease_ms = lease_ms
+        self.poll_seconds = poll_seconds
+        self.clock = clock
         self._task: asyncio.Task | None = None
         self._wake = asyncio.Event()
         self._stopping = False

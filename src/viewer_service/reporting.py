@@ -90,3 +90,9 @@ class CountProgress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.stop()
+
+    def __enter__(self) -> CountProgress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -5,20 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from ..errors import ContextNotFound, DomainError
-from ..domain.scope import Scope
 from .openapi import documented
 from .parsing import parse, path_id
 from .envelope import envelope, msgid
-from .schemas.enrolments import CertificateRequest, ContextRequest, EnrolRequest, ScopeBody, ScopeRequest
+from .scope import scope_of
+from .schemas.enrolments import CertificateRequest, ContextRequest, EnrolRequest, ScopeRequest
 from .state import served
 
 router = APIRouter(tags=["enrolments"])
-
-
-def scope_of(request: Request, b: ScopeBody) -> Scope:
-    app = served(request)
-    user = app.user_for(request, b.userId)
-    return Scope(user, b.collectionId, b.contextId or b.collectionId)
 
 
 def enrolment_result(row) -> dict:

@@ -7,8 +7,8 @@ from fastapi import APIRouter, Request
 from ..errors import DomainError, EnrolmentNotFound, InvalidValue
 from .openapi import documented
 from .parsing import parse, path_id
-from .enrolments import scope_of
 from .envelope import envelope, msgid
+from .scope import scope_of
 from .schemas.enrolments import ScopeRequest
 from .schemas.summaries import EraseRequest
 from .state import served

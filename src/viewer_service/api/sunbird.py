@@ -215,6 +215,20 @@ async def update_state_alias(request: Request):
     return await _update(request)
 
 
+def _public_and_private(path: str, handler, name: str, summary: str, private_summary: str) -> None:
+    """POST `path` and `/private<path>` on one handler taking `private`; the names (and so the
+    OpenAPI operation ids) are those the two decorated functions had."""
+    async def public(request: Request):
+        return await handler(request, private=False)
+
+    async def internal(request: Request):
+        return await handler(request, private=True)
+
+    router.add_api_route(path, public, methods=["POST"], name=name, summary=summary)
+    router.add_api_route("/private" + path, internal, methods=["POST"], name="private_" + name,
+                         summary=private_summary)
+
+
 async def _read(request: Request, private: bool):
     app = served(request)
     b = await _body(request)
@@ -235,14 +249,8 @@ async def _read(request: Request, private: bool):
     return envelope("api.content.state.read", {"contentList": found}, msgid=msgid(request))
 
 
-@router.post("/v1/content/state/read", summary="lms-service: read content state")
-async def read_state(request: Request):
-    return await _read(request, private=False)
-
-
-@router.post("/private/v1/content/state/read", summary="lms-service: read content state (internal callers)")
-async def private_read_state(request: Request):
-    return await _read(request, private=True)
+_public_and_private("/v1/content/state/read", _read, "read_state", "lms-service: read content state",
+                    "lms-service: read content state (internal callers)")
 
 
 def _batch_fields(request: Request) -> list[str] | None:
@@ -284,11 +292,5 @@ async def _list_v2(request: Request, private: bool):
     return await _courses(request, acting.user, course_ids)
 
 
-@router.post("/v2/user/courses/list", summary="lms-service: the learner's enrolments, v2")
-async def list_courses_v2(request: Request):
-    return await _list_v2(request, private=False)
-
-
-@router.post("/private/v2/user/courses/list", summary="lms-service: enrolments, v2 (internal callers)")
-async def private_list_courses_v2(request: Request):
-    return await _list_v2(request, private=True)
+_public_and_private("/v2/user/courses/list", _list_v2, "list_courses_v2",
+                    "lms-service: the learner's enrolments, v2", "lms-service: enrolments, v2 (internal callers)")

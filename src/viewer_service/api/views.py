@@ -28,35 +28,33 @@ def _timespent(app: ServiceApp, value: float | None) -> float | None:
     return value
 
 
-# The hot path: each handler looks its services up once.
-@router.post("/start", openapi_extra=documented(StartRequest), summary="Start viewing a content (creates the row once)")
-async def start(request: Request):
+async def _write(request: Request, schema, make, api_id: str, message: str):
+    """Parse, resolve the row, store the event `make(app, key, ts, b)` builds, acknowledge.
+    The hot path: the services are looked up once, one extra call per request."""
     app = served(request)
-    body = await parse(request, StartRequest)
+    body = await parse(request, schema)
     b = body.request
     key, ts = _key(app, request, b)
-    await app.views.write(Start(key, ts))
-    return envelope("api.view.start", {b.contentId: "Progress started"}, msgid=msgid(request, body))
+    await app.views.write(make(app, key, ts, b))
+    return envelope(api_id, {b.contentId: message}, msgid=msgid(request, body))
+
+
+@router.post("/start", openapi_extra=documented(StartRequest), summary="Start viewing a content (creates the row once)")
+async def start(request: Request):
+    return await _write(request, StartRequest, lambda app, key, ts, b: Start(key, ts),
+                        "api.view.start", "Progress started")
 
 
 @router.post("/update", openapi_extra=documented(UpdateRequest), summary="Record progress of a started view")
 async def update(request: Request):
-    app = served(request)
-    body = await parse(request, UpdateRequest)
-    b = body.request
-    key, ts = _key(app, request, b)
-    await app.views.write(Update(key, ts, b.progress, b.progressDetails, _timespent(app, b.timespent)))
-    return envelope("api.view.update", {b.contentId: "SUCCESS"}, msgid=msgid(request, body))
+    return await _write(request, UpdateRequest, lambda app, key, ts, b: Update(
+        key, ts, b.progress, b.progressDetails, _timespent(app, b.timespent)), "api.view.update", "SUCCESS")
 
 
 @router.post("/end", openapi_extra=documented(EndRequest), summary="End a started view: the content is completed")
 async def end(request: Request):
-    app = served(request)
-    body = await parse(request, EndRequest)
-    b = body.request
-    key, ts = _key(app, request, b)
-    await app.views.write(End(key, ts, b.progressDetails, _timespent(app, b.timespent)))
-    return envelope("api.view.end", {b.contentId: "Progress ended"}, msgid=msgid(request, body))
+    return await _write(request, EndRequest, lambda app, key, ts, b: End(
+        key, ts, b.progressDetails, _timespent(app, b.timespent)), "api.view.end", "Progress ended")
 
 
 @router.post("/read", openapi_extra=documented(ReadRequest), summary="Read contents' status and progress (reflects every acknowledged write)")

@@ -40,15 +40,10 @@ class AggregationWorker(PollingLoop):
                  batch: int = 100, lease_ms: int = 30_000, poll_seconds: float = 0.2,
                  retry_ms: int = 60_000, clock: Callable[[], int] = now_ms,
                  on_events: Callable[[], None] | None = None, carry: Carry | None = None, views=None):
-        super().__init__()
-        self.engine = engine
+        super().__init__(engine, worker_id=worker_id or f"{os.getpid()}-{uuid.uuid4().hex[:8]}", batch=batch,
+                         lease_ms=lease_ms, poll_seconds=poll_seconds, clock=clock)
         self.catalog = catalog
-        self.worker_id = worker_id or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self.batch = batch
-        self.lease_ms = lease_ms
-        self.poll_seconds = poll_seconds
         self.retry_ms = retry_ms
-        self.clock = clock
         self.on_events = on_events
         self.carry = carry or Carry("strict", CarryRule(), catalog, clock)
         self.views = views  # publishes carried rows to the cache

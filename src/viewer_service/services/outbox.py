@@ -32,14 +32,9 @@ class OutboxDispatcher(PollingLoop):
 
     def __init__(self, engine: AsyncEngine, sink: Sink, *, worker_id: str, batch: int = 100,
                  lease_ms: int = 30_000, poll_seconds: float = 0.2, clock: Callable[[], int] = now_ms):
-        super().__init__()
-        self.engine = engine
+        super().__init__(engine, worker_id=worker_id, batch=batch, lease_ms=lease_ms,
+                         poll_seconds=poll_seconds, clock=clock)
         self.sink = sink
-        self.worker_id = worker_id
-        self.batch = batch
-        self.lease_ms = lease_ms
-        self.poll_seconds = poll_seconds
-        self.clock = clock
         self.delivered = 0  # counters, for tests and metrics
         self.failed = 0
         kind = type(sink).__name__.removesuffix("Sink").lower() or "sink"  # file, redisstream, null

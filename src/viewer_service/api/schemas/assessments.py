@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, StringConstraints, field_validator
+from pydantic import AliasChoices, Field, StringConstraints
 
-from .common import Body, Envelope, Id, Int, IsoDateTime, to_ms
+from .common import Body, EpochMs, Envelope, Id
 from .views import ReadBody
 
 _collection = AliasChoices("collectionId", "courseId")  # Sunbird's lms names too
@@ -20,12 +20,7 @@ class _AttemptKeys(Body):
     collectionId: Id | None = Field(default=None, validation_alias=_collection)
     contextId: Id | None = Field(default=None, validation_alias=_context)
     attemptId: Id | None = None
-    assessmentTs: Int | IsoDateTime | None = Field(default=None, description="the attempt's time, epoch ms")
-
-    @field_validator("assessmentTs")
-    @classmethod
-    def _ts(cls, v):
-        return to_ms(v)
+    assessmentTs: EpochMs = Field(default=None, description="the attempt's time, epoch ms")
 
 
 class AttemptBody(_AttemptKeys):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 from pydantic_core import PydanticCustomError
 
 # Ids: 1..256 characters, no control characters (they would corrupt CSV exports and cache keys).
@@ -65,3 +65,7 @@ def to_ms(v: Any) -> Any:
             v = v.replace(tzinfo=timezone.utc)
         return int(v.timestamp() * 1000)
     return v
+
+
+# An event's time: epoch ms, or an ISO-8601 time read as epoch ms (UTC unless it says otherwise).
+EpochMs = Annotated[Int | IsoDateTime | None, AfterValidator(to_ms)]

@@ -7,7 +7,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import AliasChoices, Field, ValidationInfo, field_validator
 
-from .common import Body, Envelope, Id, Int, IsoDateTime, number, to_ms
+from .common import Body, EpochMs, Envelope, Id, number
 
 MAX_DETAILS_BYTES = 65_536  # Settings.max_progress_details_bytes's default
 
@@ -19,12 +19,7 @@ class ViewKeys(Body):
     contextId: Id | None = None
     # The client's time of the event, epoch ms (or ISO-8601). Offline clients sync late;
     # this, not arrival, orders their events.
-    ts: Int | IsoDateTime | None = Field(default=None, description="client time, epoch milliseconds")
-
-    @field_validator("ts")
-    @classmethod
-    def _ts(cls, v):
-        return to_ms(v)
+    ts: EpochMs = Field(default=None, description="client time, epoch milliseconds")
 
 
 def check_details(v: Any, limit: int) -> Any:
