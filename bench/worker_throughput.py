@@ -138,6 +138,7 @@ async def floor_pass(engine, units: list[str], leaves: list[str]) -> dict:
     the 6 aggregate rows, update the enrolment, delete the mark. Constant values, no logic."""
     import sqlalchemy as sa
 
+    from viewer_service.adapters.db import dirty as repo
     from viewer_service.adapters.db.sql import where_scope
     from viewer_service.adapters.db.tables import enrolment as en, scope_dirty as d, user_activity_agg as agg
     from viewer_service.adapters.db.views import load_scope
