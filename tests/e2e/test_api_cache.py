@@ -49,7 +49,7 @@ async def test_a_miss_is_filled_from_the_database(client, service, user):
     await service.cache.invalidate([scope])
     assert await service.cache.read(scope, ["c"]) is None
     assert (await read(client, userId=user, contentId="c", collectionId="col"))["c"]["status"] == 1
-    assert (await service.cache.read(scope, ["c"]))["c"]["status"] == 1
+    assert (await service.cache.read(scope, ["c"]))["c"].status == 1
 
 
 @pytest.mark.parametrize("backend", ["postgres"])
@@ -88,7 +88,7 @@ async def test_a_stale_entry_left_by_a_failed_update_is_repaired_not_served(clie
     assert await wait_until(lambda: _not_degraded(service), timeout=15)
     # Repaired: the stale scope was dropped and refilled from the database.
     assert (await read(client, userId=user, contentId="c", collectionId="col"))["c"]["status"] == 2
-    assert (await service.cache.read(scope, ["c"]))["c"]["status"] == 2
+    assert (await service.cache.read(scope, ["c"]))["c"].status == 2
 
 
 async def _not_degraded(service):

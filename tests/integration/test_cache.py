@@ -11,6 +11,7 @@ from redis.crc import key_slot
 from viewer_service.adapters.cache.memory import MemoryCache
 from viewer_service.adapters.cache.redis import RedisCache
 from viewer_service.domain.scope import Scope
+from viewer_service.domain.views import ViewEntry
 
 S = Scope("u", "col", "ctx")
 
@@ -28,25 +29,25 @@ async def cache(request):
 
 
 async def test_a_lower_version_never_replaces_a_higher_one(cache):
-    await cache.put([(S, "c", 5, {"status": 2, "progress": 100})], full=S)
-    await cache.put([(S, "c", 3, {"status": 1, "progress": 10})])
-    assert await cache.read(S, ["c"]) == {"c": {"status": 2, "progress": 100}}
+    await cache.put([(S, "c", 5, ViewEntry(2, 100))], full=S)
+    await cache.put([(S, "c", 3, ViewEntry(1, 10))])
+    assert await cache.read(S, ["c"]) == {"c": ViewEntry(2, 100)}
 
 
 async def test_racing_puts_keep_the_highest_version(cache):
     await cache.put([], full=S)
     versions = list(range(1, 201))
     random.shuffle(versions)
-    assert all(await asyncio.gather(*(cache.put([(S, "c", v, {"progress": v // 2})]) for v in versions)))
-    assert await cache.read(S, ["c"]) == {"c": {"progress": 100}}
+    assert all(await asyncio.gather(*(cache.put([(S, "c", v, ViewEntry(1, v // 2))]) for v in versions)))
+    assert await cache.read(S, ["c"]) == {"c": ViewEntry(1, 100)}
 
 
 async def test_a_scope_is_only_trusted_once_filled(cache):
-    await cache.put([(S, "c", 1, {"status": 1})])  # a writer's entry: partial scope
+    await cache.put([(S, "c", 1, ViewEntry(1))])  # a writer's entry: partial scope
     assert await cache.read(S, ["c"]) is None
-    await cache.put([(S, "d", 1, {"status": 2})], full=S)
-    assert await cache.read(S, None) == {"c": {"status": 1}, "d": {"status": 2}}
-    assert await cache.read(S, ["d", "zz"]) == {"d": {"status": 2}}
+    await cache.put([(S, "d", 1, ViewEntry(2))], full=S)
+    assert await cache.read(S, None) == {"c": ViewEntry(1), "d": ViewEntry(2)}
+    assert await cache.read(S, ["d", "zz"]) == {"d": ViewEntry(2)}
     await cache.invalidate([S])
     assert await cache.read(S, ["d"]) is None
 
@@ -67,15 +68,32 @@ async def test_a_batch_spanning_many_cluster_slots_is_merged_and_read_back(redis
         assert len({key_slot(c.key(Scope("u}x{", col, ctx)).encode()) for col in "ab" for ctx in "cd"}) == 1
         for s in scopes:
             assert await c.put([], full=s)
-        assert await c.put([(s, "c", 2, {"status": 2, "u": s.user_id}) for s in scopes])
-        assert await c.put([(s, "c", 1, {"status": 1}) for s in scopes])  # older: never replaces
+        assert await c.put([(s, "c", 2, ViewEntry(2, progress_details={"u": s.user_id})) for s in scopes])
+        assert await c.put([(s, "c", 1, ViewEntry(1)) for s in scopes])  # older: never replaces
         got = await asyncio.gather(*(c.read(s, ["c"]) for s in scopes))
-        assert got == [{"c": {"status": 2, "u": s.user_id}} for s in scopes]
+        assert got == [{"c": ViewEntry(2, progress_details={"u": s.user_id})} for s in scopes]
         assert await c.invalidate(scopes)
         assert await c.read(scopes[0], ["c"]) is None
         for s in scopes:
-            assert await c.put([(s, "c", 3, {"status": 2})], full=s)
+            assert await c.put([(s, "c", 3, ViewEntry(2))], full=s)
         assert await c.clear() == len(scopes)  # scans every master
         assert await c.read(scopes[1], ["c"]) is None
     finally:
+        await c.close()
+
+
+async def test_entries_already_in_redis_keep_reading(redis_server):
+    """Entries stored by earlier releases (before assessments: no score fields) and today's, with
+    every optional field, read back as the same entries (adapters/cache/codec.py)."""
+    c = RedisCache(redis_server.url, prefix=f"vt-old-{random.getrandbits(32):x}:")
+    try:
+        await c.client.hset(c.key(S), mapping={
+            "": "1", "old": b'7|{"status":2,"progress":100,"progressDetails":{"p":3},"lastAccessTime":5,'
+                           b'"lastCompletedTime":6}'})
+        assert await c.read(S, ["old"]) == {"old": ViewEntry(2, 100, {"p": 3}, 5, 6)}
+        new = ViewEntry(2, 100, None, 5, 6, 8.0, 10.0, 3, {"scope": "x", "attemptId": "a1"}, "a1", True)
+        assert await c.put([(S, "new", 9, new)])
+        assert await c.read(S, None) == {"old": ViewEntry(2, 100, {"p": 3}, 5, 6), "new": new}
+    finally:
+        await c.client.delete(c.key(S))
         await c.close()

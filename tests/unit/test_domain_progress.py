@@ -11,8 +11,8 @@ UNIT = "application/vnd.ekstep.content-collection"
 
 def rows(**statuses):
     """content id -> (status, completion time)"""
-    return [ContentView(RowKey("u", "col", "col", cid), status=st_, last_completed_time=t if st_ == 2 else None)
-            for cid, (st_, t) in statuses.items()]
+    return {cid: ContentView(RowKey("u", "col", "col", cid), status=st_, last_completed_time=t if st_ == 2 else None)
+            for cid, (st_, t) in statuses.items()}
 
 
 COURSE = from_hierarchy({"identifier": "col", "children": [
@@ -23,7 +23,7 @@ COURSE = from_hierarchy({"identifier": "col", "children": [
 
 
 def test_not_started_in_progress_completed():
-    assert compute(COURSE, []).collection.status == 0
+    assert compute(COURSE, {}).collection.status == 0
     p = compute(COURSE, rows(a=(1, None)))
     assert (p.collection.status, p.collection.progress, p.collection.completed_count) == (1, 0, 0)
     p = compute(COURSE, rows(a=(2, 10), b=(2, 30)))

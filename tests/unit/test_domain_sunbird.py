@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from viewer_service.domain.sunbird import completed_count, format_date, last_read, list_order, list_status, parse_date
-from viewer_service.domain.views import End, RowKey, Start, StateUpdate, apply
+from viewer_service.domain.views import End, RowKey, Start, StateUpdate, ViewEntry, apply
 from viewer_service.errors import SunbirdError
 
 K = RowKey("u", "c", "b", "x")
@@ -67,8 +67,8 @@ def test_list_status_and_count():
 
 
 def test_last_read_is_the_latest_access():
-    entries = {"a": {"status": 2, "lastAccessTime": 5}, "b": {"status": 1, "lastAccessTime": 9},
-               "c": {"status": 1, "lastAccessTime": None}}
+    entries = {"a": ViewEntry(2, last_access_time=5), "b": ViewEntry(1, last_access_time=9),
+               "c": ViewEntry(1, last_access_time=None)}
     assert last_read(entries) == ("b", 1, 9)
     assert last_read({}) == (None, None, None)
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
 
-from ..domain.views import RowKey
+from ..domain.views import UNSEEN, RowKey
 from ..errors import DomainError, MissingField
 from ..services.assessments import AttemptInput
 from ..services.reads import read_contents, require_named
@@ -90,7 +90,7 @@ async def read(request: Request):
     require_named(b.contentId, b.collectionId)
     r = await read_contents(app.views, app.catalog, app.settings.context_mode, app.user_for(request, b.userId),
                             b.contentId, b.collectionId, b.contextId)
-    ids = r.ids if b.contentId else [cid for cid in r.ids if r.entries[cid].get("attempts")]  # the scored ones
+    ids = r.ids if b.contentId else [cid for cid in r.ids if r.entries[cid].attempts]  # the scored ones
     details: dict[str, list] = {}
     if b.fields and "attempts" in b.fields and ids:
         if r.per_content:  # each content is its own scope
@@ -100,12 +100,11 @@ async def read(request: Request):
             details = await app.assessments.attempt_details(r.scope, ids)
     contents = []
     for cid in ids:
-        e = r.entries.get(cid) or {}
-        item = {"identifier": cid, "score": e.get("score"), "max_score": e.get("max_score"),
-                "attempts": e.get("attempts") or 0}
+        e = r.entries.get(cid, UNSEEN)
+        item = {"identifier": cid, "score": e.score, "max_score": e.max_score, "attempts": e.attempts}
         if b.fields and "attempts" in b.fields:
             item["attemptDetails"] = details.get(cid, [])
-            if e.get("archived") or len(item["attemptDetails"]) < item["attempts"]:
+            if e.archived or len(item["attemptDetails"]) < item["attempts"]:
                 item["archived"] = True  # some attempts' details are in the archive files (docs/archive.md)
         contents.append(item)
     return envelope("api.assessment.read", r.result(contents), msgid=msgid(request, body))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from ..domain.views import End, RowKey, Start, Update
+from ..domain.views import UNSEEN, End, RowKey, Start, Update, ViewEntry
 from ..errors import DomainError
 from ..services.reads import read_contents, require_named
 from .openapi import documented
@@ -65,24 +65,20 @@ async def read(request: Request):
     require_named(b.contentId, b.collectionId)
     r = await read_contents(app.views, app.catalog, app.settings.context_mode, app.user_for(request, b.userId),
                             b.contentId, b.collectionId, b.contextId)
-    contents = []
-    for cid in r.ids:
-        e = r.entries.get(cid)
-        contents.append({
-            "identifier": cid,
-            "status": e["status"] if e else 0,
-            "progress": e["progress"] if e else 0,
-            "progressDetails": e["progressDetails"] if e else None,
-            "lastAccessTime": e["lastAccessTime"] if e else None,
-            "lastCompletedTime": e["lastCompletedTime"] if e else None,
-            # .get: entries cached before assessments existed have no score.
-            "score": e.get("score") if e else None,
-            "max_score": e.get("max_score") if e else None,
-        })
-        if e and e.get("archived"):  # progressDetails moved to the archive files (docs/archive.md)
-            contents[-1]["archived"] = True
-        if "provenance" in (b.fields or ()):
-            # Why is this complete? Where the status was carried from, when, under which rule;
-            # null when it was earned in this scope (docs/modes.md).
-            contents[-1]["provenance"] = e.get("carriedFrom") if e else None
+    provenance = "provenance" in (b.fields or ())
+    contents = [_content(cid, r.entries.get(cid, UNSEEN), provenance) for cid in r.ids]
     return envelope("api.view.read", r.result(contents), msgid=msgid(request, body))
+
+
+def _content(cid: str, e: ViewEntry, provenance: bool) -> dict:
+    """One content of a view/read answer."""
+    item = {"identifier": cid, "status": e.status, "progress": e.progress, "progressDetails": e.progress_details,
+            "lastAccessTime": e.last_access_time, "lastCompletedTime": e.last_completed_time,
+            "score": e.score, "max_score": e.max_score}
+    if e.archived:  # progressDetails moved to the archive files (docs/archive.md)
+        item["archived"] = True
+    if provenance:
+        # Why is this complete? Where the status was carried from, when, under which rule;
+        # null when it was earned in this scope (docs/modes.md).
+        item["provenance"] = e.carried_from
+    return item

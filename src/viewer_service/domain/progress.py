@@ -5,11 +5,18 @@ the worker stores agree."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from .collections import Collection
-from .views import COMPLETED, IN_PROGRESS, NOT_STARTED, ContentView
+from .views import COMPLETED, IN_PROGRESS, NOT_STARTED
+
+
+class Consumed(Protocol):
+    """What progress needs of a content's row: a stored ContentView, or a read's ViewEntry."""
+    status: int
+    last_completed_time: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,11 +35,7 @@ class ScopeProgress:
     units: dict[str, ActivityProgress] = field(default_factory=dict)
 
 
-def content_status(rows: Iterable[ContentView]) -> dict[str, int]:
-    return {v.key.content_id: v.status for v in rows}
-
-
-def activity(required: tuple[str, ...], leaves: tuple[str, ...], rows: dict[str, ContentView],
+def activity(required: tuple[str, ...], leaves: tuple[str, ...], rows: Mapping[str, Consumed],
              started: bool) -> ActivityProgress:
     done = [rows[c] for c in required if c in rows and rows[c].status == COMPLETED]
     if required:
@@ -50,8 +53,8 @@ def activity(required: tuple[str, ...], leaves: tuple[str, ...], rows: dict[str,
     return ActivityProgress(len(done), len(required), progress, status, completed_on or None)
 
 
-def compute(collection: Collection | None, rows: Iterable[ContentView]) -> ScopeProgress:
-    by_id = {v.key.content_id: v for v in rows}
+def compute(collection: Collection | None, by_id: Mapping[str, Consumed]) -> ScopeProgress:
+    """Progress of a scope from its rows by content id."""
     status_map = {cid: v.status for cid, v in by_id.items()}
     if collection is None:
         return ScopeProgress(status_map, None)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 
 from ..errors import SunbirdError
-from .views import COMPLETED, IN_PROGRESS, NOT_STARTED
+from .views import COMPLETED, IN_PROGRESS, NOT_STARTED, ViewEntry
 
 # lms-service's "yyyy-MM-dd HH:mm:ss:SSSZ", e.g. "2020-11-23 12:58:35:179+0000".
 _DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2}):(\d{3})([+-])(\d{2}):?(\d{2})")
@@ -67,13 +67,13 @@ def batch_problem(context, course_id: str, now_ms: int) -> str | None:
     return None
 
 
-def last_read(entries: dict[str, dict]) -> tuple[str | None, int | None, int | None]:
+def last_read(entries: Mapping[str, ViewEntry]) -> tuple[str | None, int | None, int | None]:
     """(lastReadContentId, lastReadContentStatus, lastContentAccessTime): the content accessed last."""
     best = None
     for cid, e in entries.items():
-        t = e.get("lastAccessTime")
+        t = e.last_access_time
         if t is not None and (best is None or t > best[2] or (t == best[2] and cid > best[0])):
-            best = (cid, e["status"], t)
+            best = (cid, e.status, t)
     return best or (None, None, None)
 
 

@@ -65,6 +65,37 @@ class ArchivedView(ContentView):
         return ContentView(**{f: getattr(self, f) for f in ContentView.__dataclass_fields__})
 
 
+@dataclass(slots=True)  # not frozen: building a frozen one costs 3.3 µs against 0.7, once per content read
+class ViewEntry:
+    """What a read answers for one content: the scope cache keeps it, the API serialises it.
+    score, max_score, attempts: the best attempt's (domain/assessments.py). carried_from and
+    attempt_id: set only for a status carried in from another scope (domain/carry.py).
+    archived: the row's progress details are in the archive files (docs/archive.md), so a null
+    progress_details means "archived", not "never sent"."""
+
+    status: int
+    progress: int = 0
+    progress_details: Any = None
+    last_access_time: int | None = None
+    last_completed_time: int | None = None
+    score: float | None = None
+    max_score: float | None = None
+    attempts: int = 0
+    carried_from: dict | None = None
+    attempt_id: str | None = None
+    archived: bool = False
+
+    @classmethod
+    def of(cls, v: ContentView) -> ViewEntry:
+        carried = v.carried_from is not None
+        return cls(v.status, v.progress, v.progress_details, v.last_access_time, v.last_completed_time,
+                   v.best_score, v.best_max_score, v.attempts, v.carried_from,
+                   v.best_attempt_id if carried else None, isinstance(v, ArchivedView))
+
+
+UNSEEN = ViewEntry(NOT_STARTED)  # what a read answers for a content the learner never opened
+
+
 @dataclass(frozen=True, slots=True)
 class Start:
     key: RowKey

@@ -102,7 +102,7 @@ class AggregationWorker(PollingLoop):
             own = await load_scope(conn, s) if self.carry.mode.shared_by_contexts else rows  # stored in `s` itself
             if c.propagate:
                 await dirty.mark(conn, await self.carry.dependents(conn, s, own, ens), now, propagate=False)
-            p = compute(collection, rows)
+            p = compute(collection, {v.key.content_id: v for v in rows})
             if p.collection is None:
                 if own and all(v.key.content_id == s.collection_id for v in own):
                     await dirty.finish(conn, c, self.worker_id, now)  # a content on its own: nothing to aggregate

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..adapters.db import assessments as repo, dirty, outbox, views as views_repo
-from ..adapters.db.enrolments import load_enrolment
+from ..adapters.db.enrolments import active_scopes
 from ..adapters.db.transaction import Transactions
 from ..batching import Batcher
 from ..clock import now_ms
@@ -123,8 +123,7 @@ class AssessmentService:
         by_key: dict[RowKey, list[ScoredAttempt]] = {}
         for s in scored:
             by_key.setdefault(s.key, []).append(s.attempt)
-        created, updated, events = [], [], []
-        enrolled: dict[Scope, bool] = {}
+        created, updated, rescored = [], [], []
         # The consumption row's lock serialises every submit for that content.
         rows = await views_repo.lock_rows(conn, by_key)
         hot = set(rows)
@@ -145,17 +144,8 @@ class AssessmentService:
             (updated if key in hot else created).append(new)
             before = (old.best_score, old.best_max_score) if old is not None else (None, None)
             if before != (new.best_score, new.best_max_score):
-                s = key.scope
-                if s not in enrolled:
-                    e = await load_enrolment(conn, s)
-                    enrolled[s] = e is not None and e.active
-                targets = [s] if enrolled[s] else []
-                if self.carry is not None and self.carry.mode.shared_by_contexts:
-                    # The row counts for every enrolment that reads it (docs/modes.md).
-                    targets += await self.carry.dependents(conn, s, [new])
-                for t in targets:
-                    events.append(cert_reissue_event(t.user_id, t.collection_id, t.context_id, key.content_id,
-                                                     new.best_attempt_id, new.version, now))
+                rescored.append(new)
+        events = await self._reissue_events(conn, rescored, now)
         await repo.insert_attempts_many(conn, inserts, now)
         await views_repo.insert_rows(conn, created)
         await views_repo.update_rows(conn, updated)
@@ -165,6 +155,20 @@ class AssessmentService:
         for user in {e.payload["edata"]["userIds"][0] for e in events}:
             await outbox.enqueue(conn, user, [e for e in events if e.payload["edata"]["userIds"][0] == user], now)
         return touched
+
+    async def _reissue_events(self, conn, rescored: list[ContentView], now: int) -> list:
+        """A new best score re-issues the certificates of every active enrolment that counts the row."""
+        enrolled = await active_scopes(conn, {v.key.scope for v in rescored})  # one statement a batch
+        events = []
+        for new in rescored:
+            s = new.key.scope
+            targets = [s] if s in enrolled else []
+            if self.carry is not None and self.carry.mode.shared_by_contexts:
+                # The row counts for every enrolment that reads it (docs/modes.md).
+                targets += await self.carry.dependents(conn, s, [new])
+            events += [cert_reissue_event(t.user_id, t.collection_id, t.context_id, new.key.content_id,
+                                          new.best_attempt_id, new.version, now) for t in targets]
+        return events
 
     # -- read -----------------------------------------------------------------
 

@@ -7,6 +7,7 @@ import asyncio
 from dataclasses import dataclass
 
 from ..domain.scope import ContextMode, Scope
+from ..domain.views import ViewEntry
 from ..errors import DomainError
 from .catalog import Catalog
 from .views import ViewService
@@ -18,7 +19,7 @@ class ContentsRead:
     scope: Scope
     multi: bool  # several contents named without a collection: each is its own scope (seed scenario 1)
     ids: list[str]  # the contents to answer for, in order
-    entries: dict[str, dict]
+    entries: dict[str, ViewEntry]
     per_content: bool  # the contents live in one scope each (multi, or the content mode)
     mode: ContextMode
     context_id: str | None
@@ -34,7 +35,7 @@ class ContentsRead:
         return self.mode.resolve(self.scope.user_id, content_id, None, self.context_id)
 
 
-async def _gather(views: ViewService, plan: list[tuple[Scope, list[str] | None]]) -> dict[str, tuple[Scope, dict]]:
+async def _gather(views: ViewService, plan: list[tuple[Scope, list[str] | None]]) -> dict[str, tuple[Scope, ViewEntry]]:
     found = await asyncio.gather(*(views.read(s, ids) for s, ids in plan))
     return {cid: (s, e) for (s, _), part in zip(plan, found) for cid, e in part.items()}
 
@@ -45,7 +46,7 @@ async def _leaves(catalog: Catalog, collection_id: str) -> list[str]:
 
 
 async def counted(views: ViewService, catalog: Catalog, mode: ContextMode, s: Scope,
-                  contents: list[str] | None = None) -> dict[str, tuple[Scope, dict]]:
+                  contents: list[str] | None = None) -> dict[str, tuple[Scope, ViewEntry]]:
     """{content id: (scope, entry)} of the live entries counted by the enrolment (or summary)
     scope `s`: of `contents`, or all of them."""
     if mode.per_content and contents is None:
@@ -83,6 +84,6 @@ async def read_contents(views: ViewService, catalog: Catalog, mode: ContextMode,
 
 
 async def _per_content(views: ViewService, mode: ContextMode, user: str, ids: list[str],
-                       context_id: str | None) -> dict[str, dict]:
+                       context_id: str | None) -> dict[str, ViewEntry]:
     plan = [(mode.resolve(user, cid, None, context_id), [cid]) for cid in ids]
     return {cid: e for cid, (_, e) in (await _gather(views, plan)).items()}

@@ -15,16 +15,16 @@ from ..adapters.db.transaction import Transactions
 from ..domain.carry import not_before
 from ..domain.progress import compute, merge_stored
 from ..domain.scope import ContextMode, Scope
-from ..domain.views import ContentView, RowKey
+from ..domain.views import ViewEntry
 from .catalog import Catalog
 from .reads import counted
 from .views import ViewService
 
 
-def _score_carried(e: dict) -> bool:
+def _score_carried(e: ViewEntry) -> bool:
     """The best score is the carried attempt's (not one made here since)."""
-    c = e.get("carriedFrom")
-    return bool(c) and c.get("attemptId") is not None and c.get("attemptId") == e.get("attemptId")
+    c = e.carried_from
+    return bool(c) and c.get("attemptId") is not None and c.get("attemptId") == e.attempt_id
 
 
 def _collection_meta(c) -> dict:
@@ -78,9 +78,7 @@ class SummaryService:
     async def _summary(self, s: Scope, enrolment, agg, first_access: int | None) -> dict:
         collection = await self.catalog.get(s.collection_id)
         entries = {cid: e for cid, (_, e) in (await counted(self.views, self.catalog, self.mode, s)).items()}
-        rows = [ContentView(RowKey(s.user_id, s.collection_id, s.context_id, cid), status=e["status"],
-                            last_completed_time=e["lastCompletedTime"]) for cid, e in entries.items()]
-        p = compute(collection, rows)
+        p = compute(collection, entries)
         status, progress, completed_on = 0, 0, None
         if p.collection is not None:
             a = p.collection
@@ -90,11 +88,11 @@ class SummaryService:
                 a = merge_stored(a, enrolment.status, enrolment.completed_on)
                 if enrolment.completed_on is None:
                     a = replace(a, completed_on=not_before(a.completed_on, enrolment.enrolled_date,
-                                                                any(e.get("carriedFrom") for e in entries.values())))
+                                                                any(e.carried_from for e in entries.values())))
             status, progress, completed_on = a.status, a.progress, a.completed_on
         elif agg is not None:  # the catalog forgot it: what the worker last stored
             status, progress, completed_on = agg.status, agg.progress, agg.completed_on
-        elif rows:
+        elif entries:
             status = 1
         return {
             "userId": s.user_id,
@@ -107,12 +105,11 @@ class SummaryService:
             # Each unit's progress, live like contentStatus (reports show them as bars).
             "unitProgress": {u: a.progress for u, a in p.units.items() if u != s.collection_id},
             # From the live entries, like contentStatus: read-after-write.
-            "assessmentStatus": {cid: {"score": e["score"], "max_score": e.get("max_score"),
-                                       "carried": _score_carried(e)}
-                                 for cid, e in entries.items() if e.get("score") is not None},
+            "assessmentStatus": {cid: {"score": e.score, "max_score": e.max_score, "carried": _score_carried(e)}
+                                 for cid, e in entries.items() if e.score is not None},
             # Per content: was its status earned in this scope or carried in (docs/modes.md)?
-            "contentOrigin": {cid: "carried" if e.get("carriedFrom") else "earned" for cid, e in entries.items()},
-            "carriedFrom": {cid: e["carriedFrom"] for cid, e in entries.items() if e.get("carriedFrom")},
+            "contentOrigin": {cid: "carried" if e.carried_from else "earned" for cid, e in entries.items()},
+            "carriedFrom": {cid: e.carried_from for cid, e in entries.items() if e.carried_from},
             "movedTo": enrolment.moved_to if enrolment is not None else None,
             "collection": _collection_meta(collection),
             "issuedCertificates": list(enrolment.issued_certificates) if enrolment is not None else [],

@@ -175,10 +175,10 @@ class SunbirdService:
             e = entries[cid][1]
             item = {
                 "contentId": cid, "courseId": course, "batchId": batch, "collectionId": course,
-                "status": e["status"], "progress": e["progress"],
-                "lastAccessTime": format_date(e["lastAccessTime"]),
-                "lastCompletedTime": format_date(e["lastCompletedTime"]),
-                "progressdetails": e["progressDetails"],
+                "status": e.status, "progress": e.progress,
+                "lastAccessTime": format_date(e.last_access_time),
+                "lastCompletedTime": format_date(e.last_completed_time),
+                "progressdetails": e.progress_details,
             }
             if with_score:
                 newest = sorted(scores.get(cid, []), key=lambda a: a["lastAttemptedOn"], reverse=True)

@@ -17,37 +17,13 @@ from ..adapters.db.transaction import Transactions, translate
 from ..batching import Batcher
 from ..clock import now_ms
 from ..domain.scope import Scope
-from ..domain.views import COMPLETED, ArchivedView, ContentView, End, StateUpdate, ViewOp, apply
+from ..domain.views import COMPLETED, ContentView, End, StateUpdate, ViewEntry, ViewOp, apply
 from ..errors import DomainError
 
 log = logging.getLogger(__name__)
 
 REFORGET_SECONDS = 2.0
 MIN_TS = 946_684_800_000  # 2000-01-01: anything earlier is seconds sent as milliseconds
-
-
-def read_entry(v: ContentView) -> dict:
-    """What view/read returns for a content (and what the cache keeps)."""
-    if v.carried_from is not None:  # only then: most entries stay as small as before
-        e = {**_entry(v), "carriedFrom": v.carried_from, "attemptId": v.best_attempt_id}
-    else:
-        e = _entry(v)
-    if isinstance(v, ArchivedView):  # progressDetails null because archived, not because never sent
-        e["archived"] = True
-    return e
-
-
-def _entry(v: ContentView) -> dict:
-    return {
-        "status": v.status,
-        "progress": v.progress,
-        "progressDetails": v.progress_details,
-        "lastAccessTime": v.last_access_time,
-        "lastCompletedTime": v.last_completed_time,
-        "score": v.best_score,  # the best attempt's (domain/assessments.py)
-        "max_score": v.best_max_score,
-        "attempts": v.attempts,
-    }
 
 
 _HIT, _MISS, _BYPASS = (metrics.CACHE_READS.labels(r) for r in ("hit", "miss", "bypass"))
@@ -187,7 +163,7 @@ class ViewService:
     async def _cache_put(self, rows: list[ContentView]) -> None:
         if not rows:
             return
-        ok = await self.cache.put([(v.key.scope, v.key.content_id, v.version, read_entry(v)) for v in rows])
+        ok = await self.cache.put([(v.key.scope, v.key.content_id, v.version, ViewEntry.of(v)) for v in rows])
         if not ok:
             await self._needs_repair({v.key.scope for v in rows})
 
@@ -248,7 +224,7 @@ class ViewService:
 
     # -- reads ----------------------------------------------------------------
 
-    async def read(self, scope: Scope, content_ids: list[str] | None) -> dict[str, dict]:
+    async def read(self, scope: Scope, content_ids: list[str] | None) -> dict[str, ViewEntry]:
         """Entries of `scope` for `content_ids` (all when None). Reflects every acknowledged write."""
         if not self.cache.degraded:
             hit = await self.cache.read(scope, content_ids)
@@ -259,7 +235,7 @@ class ViewService:
         else:
             _BYPASS.inc()
         rows = await self.tx.read(lambda conn: repo.load_scope(conn, scope))
-        entries = {v.key.content_id: read_entry(v) for v in rows}
+        entries = {v.key.content_id: ViewEntry.of(v) for v in rows}
         if not self.cache.degraded:
             await self.cache.put([(scope, v.key.content_id, v.version, entries[v.key.content_id]) for v in rows],
                                  full=scope)

@@ -10,13 +10,14 @@ from importlib.resources import files
 import asyncio
 import contextlib
 
-import orjson
 from redis.exceptions import RedisError
 
 from ...batching import Batcher
 from ...domain.scope import Scope
+from ...domain.views import ViewEntry
 from ..redis_conn import by_slot, connect, tag
 from .base import FULL_MARK
+from .codec import decode, encode
 
 log = logging.getLogger(__name__)
 _PUT = files(__package__).joinpath("put.lua").read_text()
@@ -78,7 +79,7 @@ class RedisCache:
         if full is not None:
             by_scope[full]
         for scope, cid, version, entry in entries:
-            by_scope[scope] += [cid, b"%d|" % version + orjson.dumps(entry)]
+            by_scope[scope] += [cid, b"%d|" % version + encode(entry)]
         scopes = list(by_scope)
         keys = [self.key(s) for s in scopes]
         # One script call for the whole batch on a single node; on a cluster one per slot (a
@@ -131,7 +132,7 @@ class RedisCache:
         await self.client.aclose()
 
 
-def _found(reply, content_ids: list[str] | None) -> dict[str, dict] | None:
+def _found(reply, content_ids: list[str] | None) -> dict[str, ViewEntry] | None:
     """The entries of one read, or None when the scope is not cached in full."""
     if content_ids is None:
         if FULL_MARK.encode() not in reply:
@@ -142,5 +143,5 @@ def _found(reply, content_ids: list[str] | None) -> dict[str, dict] | None:
     return {cid: _entry(v) for cid, v in zip(content_ids, reply[1:]) if v is not None}
 
 
-def _entry(raw: bytes) -> dict:
-    return orjson.loads(raw[raw.index(b"|") + 1:])
+def _entry(raw: bytes) -> ViewEntry:
+    return decode(raw[raw.index(b"|") + 1:])

@@ -67,6 +67,17 @@ async def load_enrolment(conn: AsyncConnection, s: Scope, *, for_update: bool = 
     return None if r is None else Enrolment(*r)
 
 
+async def active_scopes(conn: AsyncConnection, scopes: set[Scope]) -> set[Scope]:
+    """Which of `scopes` have an active enrolment, in one statement (a batch of submits)."""
+    if not scopes:
+        return set()
+    key = (en.c.user_id, en.c.collection_id, en.c.context_id)
+    # user_id IN (...) lets SQLite search the primary key (see views.lock_rows).
+    q = sa.select(*key).where(en.c.active.is_(True), en.c.user_id.in_({s.user_id for s in scopes}),
+                              sa.tuple_(*key).in_([(s.user_id, s.collection_id, s.context_id) for s in scopes]))
+    return {Scope(*r) for r in await conn.execute(q)}
+
+
 async def update_enrolment_progress(conn: AsyncConnection, s: Scope, a: ActivityProgress, now_ms: int) -> None:
     await conn.execute(sa.update(en).where(where_scope(en, s)).values(
         status=a.status, progress=a.progress, completed_on=a.completed_on, updated_at=now_ms))
