@@ -93,3 +93,32 @@ async def test_a_stale_entry_left_by_a_failed_update_is_repaired_not_served(clie
 
 async def _not_degraded(service):
     return not service.cache.degraded
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+async def test_a_score_missed_by_a_hung_redis_is_repaired_not_served(client, service, redis_server, user):
+    """Submits of one batch share one cache update: when it fails, none of their old scores is served."""
+    from conftest import wait_until
+    from progress_helpers import post
+
+    def attempt(score):
+        return [{"eid": "ASSESS", "ets": now_ms() - 1000, "edata": {"score": score, "duration": 1,
+                 "item": {"id": "q1", "maxscore": 1, "type": "mcq", "title": "q1"}}}]
+
+    learners = [f"{user}-{i}" for i in range(4)]
+    for u in learners:
+        st, body = await post(client, "/v1/assessment/submit", userId=u, contentId="quiz", collectionId="col",
+                              attemptId="a1", assessments=attempt(0))
+        assert st == 200, body
+        assert (await read(client, userId=u, contentId="quiz", collectionId="col"))["quiz"]["score"] == 0
+    redis_server.pause(3)  # clients time out after 1 s; the data stays
+    done = await asyncio.gather(*(post(client, "/v1/assessment/submit", userId=u, contentId="quiz", collectionId="col",
+                                       attemptId="a2", assessments=attempt(1)) for u in learners))
+    assert all(st == 200 for st, _ in done), done
+    assert service.cache.degraded
+    for u in learners:
+        assert (await read(client, userId=u, contentId="quiz", collectionId="col"))["quiz"]["score"] == 1
+    assert await wait_until(lambda: _not_degraded(service), timeout=15)
+    for u in learners:
+        assert (await read(client, userId=u, contentId="quiz", collectionId="col"))["quiz"]["score"] == 1
+        assert (await service.cache.read(Scope(u, "col", "col"), ["quiz"]))["quiz"].score == 1

@@ -88,7 +88,6 @@ class AssessmentService:
         await self._check_leaves(inputs)
         self._batches.start()
         touched = await self._batches.submit(scored)
-        await self.views.publish(touched)
         if touched and self.on_queued is not None:
             self.on_queued()
         return bool(touched)
@@ -97,8 +96,8 @@ class AssessmentService:
         await self._batches.close()
 
     async def _commit_batch(self, requests: Sequence[list[_Scored]]) -> list:
-        """Group commit: the submits queued meanwhile share one transaction (one fsync). Returns,
-        per request, the rows it changed."""
+        """Group commit: the submits queued meanwhile share one transaction (one fsync) and one
+        cache update. Returns, per request, the rows it changed."""
         try:
             touched = await self._commit([s for r in requests for s in r])
         except DomainError:
@@ -111,7 +110,9 @@ class AssessmentService:
                     results.append(await self._commit(r))
                 except DomainError as e:
                     results.append(e)
+            await self.views.publish([v for r in results if isinstance(r, list) for v in r])
             return results
+        await self.views.publish(touched)
         final = {v.key: v for v in touched}
         return [[final[k] for k in dict.fromkeys(s.key for s in r) if k in final] for r in requests]
 
