@@ -25,12 +25,12 @@ import secrets
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
-from harness import RESULTS, BenchError, Cleanup, PgDatabase, RedisPrefix
+from harness import RESULTS, BenchError, Cleanup
+from phases import fresh_store
 from procfs import cpu_by_pid
 from server import Server
 from wrk import Wrk
@@ -113,20 +113,8 @@ def main(argv=None) -> int:
 def profile_stack(args, stack: str, spy: str, outdir: Path, cleanup: Cleanup) -> list[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIEWER_")}
     env.update(kv.split("=", 1) for kv in args.server_env)
-    migrate = False
-    if stack == "embedded":
-        tmp = tempfile.mkdtemp(prefix="viewer-profile-")
-        cleanup.push(f"temp dir {tmp}", lambda: shutil.rmtree(tmp, ignore_errors=True))
-        env["VIEWER_DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp}/viewer.db"
-    else:
-        db = PgDatabase(args.pg_url)
-        db.create()
-        cleanup.push(f"database {db.name}", db.drop)
-        prefix = RedisPrefix(args.redis_url)
-        cleanup.push(f"redis keys {prefix.prefix}*", prefix.delete)
-        env.update(VIEWER_DATABASE_URL=db.url, VIEWER_REDIS_URL=args.redis_url, VIEWER_REDIS_PREFIX=prefix.prefix)
-        migrate = True
-    server = Server(env, 1, migrate, outdir / f"{stack}.server.log")
+    db, _ = fresh_store(args, stack, stack, env, cleanup)
+    server = Server(env, 1, db is not None, outdir / f"{stack}.server.log")  # SQLite: serve migrates its file
     cleanup.push("server", server.stop)
     server.start(90)
     wrk = Wrk(shutil.which("wrk"), 1, 64, 5, False, outdir / f"{stack}.wrk.log", cleanup)

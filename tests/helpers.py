@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import os
 import time
 
 import sqlalchemy as sa
@@ -66,3 +69,16 @@ async def wait_answering(url: str, proc, timeout: float = 60):
             if loop.time() > end:
                 raise AssertionError(f"{url} did not answer within {timeout} s")
             await asyncio.sleep(0.1)
+
+
+def download_rows(text: str) -> list[dict]:
+    """The rows of a download's CSV, checking its header."""
+    from viewer_service.services.downloads import CSV_COLUMNS
+
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    assert tuple(reader.fieldnames) == CSV_COLUMNS
+    return list(reader)
+
+
+def files_in(directory) -> list[str]:
+    return sorted(os.listdir(directory)) if os.path.isdir(directory) else []

@@ -1,6 +1,7 @@
 """The command line, run as a user would: real processes on real servers."""
 
 import asyncio
+import contextlib
 import os
 import random
 import subprocess
@@ -36,6 +37,24 @@ async def _wait_healthy(base: str, proc: subprocess.Popen, timeout: float = 90) 
                 pass
             await asyncio.sleep(0.1)
     raise AssertionError("server did not become healthy")
+
+
+@contextlib.asynccontextmanager
+async def serving(env: dict, cwd: Path):
+    """`viewer-service serve --migrate` on a free port, its output in cwd/serve.log: yields (base url,
+    that file open for reading) once /health answers, and stops the server on the way out."""
+    port = free_port()
+    log = open(cwd / "serve.log", "w+b")
+    proc = subprocess.Popen([BIN, "serve", "--port", str(port), "--migrate"], env=env, cwd=cwd,
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        await _wait_healthy(base, proc)
+        yield base, log
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
 
 
 def test_db_upgrade_on_a_fresh_sqlite_file(tmp_path):

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from servers import create_database, drop_database, free_port
-from test_cli import BIN, _env, _wait_healthy
+from servers import create_database, drop_database
+from test_cli import _env, serving
 
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 SEED, EXAMPLES = 20261130, 10
@@ -30,27 +30,18 @@ async def test_the_fuzzer_finds_no_failure(tmp_path, request, stack):
         env = _env(VIEWER_DATABASE_URL=dsn, VIEWER_REDIS_URL=request.getfixturevalue("redis_server").url,
                    VIEWER_REDIS_PREFIX=f"vt-contract-{tmp_path.name}:")
     env.update(VIEWER_EVENT_SINK=f"file:{tmp_path}/events.jsonl", VIEWER_DOWNLOAD_DIR=str(tmp_path / "downloads"))
-    port = free_port()
-    log = open(tmp_path / "serve.log", "w+b")
-    proc = subprocess.Popen([BIN, "serve", "--port", str(port), "--migrate"], env=env, cwd=tmp_path,
-                            stdout=log, stderr=subprocess.STDOUT)
     try:
-        base = f"http://127.0.0.1:{port}"
-        await _wait_healthy(base, proc)
-        out = subprocess.run(
-            [SCHEMATHESIS, "run", f"{base}/openapi.json", "--checks", "all",
-             "--exclude-checks", "positive_data_acceptance", "--seed", str(SEED), "--max-examples", str(EXAMPLES),
-             "--workers", "1", "--phases", "examples,coverage,fuzzing", "--no-color", "--request-timeout", "30",
-             "--generation-database", "none", "--report-dir", str(tmp_path / "report")],
-            cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        async with serving(env, tmp_path) as (base, _):
+            out = subprocess.run(
+                [SCHEMATHESIS, "run", f"{base}/openapi.json", "--checks", "all",
+                 "--exclude-checks", "positive_data_acceptance", "--seed", str(SEED), "--max-examples", str(EXAMPLES),
+                 "--workers", "1", "--phases", "examples,coverage,fuzzing", "--no-color", "--request-timeout", "30",
+                 "--generation-database", "none", "--report-dir", str(tmp_path / "report")],
+                cwd=tmp_path, capture_output=True, text=True, timeout=600)
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.seek(0)
-        server_log = log.read().decode(errors="replace")
-        log.close()
         if dsn:
             drop_database(request.getfixturevalue("pg_server").admin_dsn, dsn)
+    server_log = (tmp_path / "serve.log").read_bytes().decode(errors="replace")
     cases = re.search(r"(\d+) generated", out.stdout)
     print(f"schemathesis on {stack}: {cases.group(0) if cases else '?'}, exit {out.returncode}")
     assert out.returncode == 0, out.stdout[-6000:] + out.stderr[-2000:]

@@ -6,13 +6,12 @@ The cluster restarted here is a throwaway one this module owns, never a shared s
 import asyncio
 import collections
 import random
-import subprocess
 
 import httpx
 import pytest
 
-from servers import PostgresServer, create_database, free_port
-from test_cli import BIN, _env, _wait_healthy
+from servers import PostgresServer, create_database
+from test_cli import _env, serving
 
 
 @pytest.fixture(scope="module")
@@ -24,21 +23,11 @@ def own_pg():
 @pytest.fixture
 async def served(request, own_pg, redis_server, tmp_path):
     dsn = create_database(own_pg.admin_dsn)
-    port = free_port()
     env = _env(VIEWER_DATABASE_URL=dsn, VIEWER_REDIS_URL=redis_server.url,
                VIEWER_DB_PRE_PING=getattr(request, "param", "false"),
                VIEWER_REDIS_PREFIX=f"vt-restart-{random.getrandbits(32):x}:")
-    log = open(tmp_path / "serve.log", "w+b")
-    proc = subprocess.Popen([BIN, "serve", "--port", str(port), "--migrate"], env=env, cwd=tmp_path,
-                            stdout=log, stderr=subprocess.STDOUT)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        await _wait_healthy(base, proc)
+    async with serving(env, tmp_path) as (base, log):
         yield base, log
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
 
 
 def _check(r: httpx.Response, counts: collections.Counter) -> None:

@@ -2,8 +2,6 @@
 files alone: tests/integration/test_download_files.py; a CSV row: tests/unit/test_download_rows.py."""
 
 import asyncio
-import csv
-import io
 import os
 import time
 import uuid
@@ -14,12 +12,13 @@ import orjson
 import pytest
 import sqlalchemy as sa
 
+from helpers import download_rows, files_in
 from viewer_service.adapters.db.tables import download_file
 from viewer_service.api.downloads import router
 from viewer_service.clock import now_ms
 from viewer_service.services import downloads as dl
 from viewer_service.errors import DownloadNotFound
-from viewer_service.services.downloads import CSV_COLUMNS, DownloadService
+from viewer_service.services.downloads import DownloadService
 
 SECRET = "test-secret-that-is-long-enough-for-hs256"
 JWT = pytest.mark.settings(auth="jwt", jwt_secret=SECRET)
@@ -91,14 +90,6 @@ async def fetch(client, url, headers=None):
     return r
 
 
-def rows(text: str) -> list[dict]:
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    assert tuple(reader.fieldnames) == CSV_COLUMNS
-    return list(reader)
-
-
-def files_in(directory) -> list[str]:
-    return sorted(os.listdir(directory)) if os.path.isdir(directory) else []
 
 
 async def test_json_round_trip(client, app, user):
@@ -121,7 +112,7 @@ async def test_csv_round_trip(client, app, user):
     assert r.headers["content-type"] == "text/csv; charset=utf-8"
     assert r.headers["content-disposition"] == f'attachment; filename="{user}_viewer_summary.csv"'
     (summary,) = await app.state.app.summaries.list(user)
-    (row,) = rows(r.text)
+    (row,) = download_rows(r.text)
     assert row["userId"] == user and row["collectionId"] == cid and row["contextId"] == cid
     assert row["collectionName"] == 'Course, "one"' and row["leafNodesCount"] == "2"
     assert int(row["enrolledDate"]) == summary["enrolledDate"]
@@ -140,7 +131,7 @@ async def test_csv_cells_that_start_like_a_formula_are_escaped(client, user):
     await ok(await client.put(f"/v1/collection/{cid}", json={"request": {"name": "-2+3+cmd|' /C calc'!A0",
                                                                           "leafNodes": ["x"]}}))
     await consume(client, learner, cid, "x", context="+ctx")
-    (row,) = rows((await fetch(client, await download(client, learner, "csv"))).text)
+    (row,) = download_rows((await fetch(client, await download(client, learner, "csv"))).text)
     assert row["userId"] == "'" + learner and row["collectionId"] == "'" + cid and row["contextId"] == "'+ctx"
     assert row["collectionName"] == "'-2+3+cmd|' /C calc'!A0"
     # The JSON file keeps values as they are.
@@ -153,7 +144,7 @@ async def test_only_the_learner_or_an_admin_may_download(client, user):
     other = user + "-other"
     await consume(client, user, "do_c", "x", headers=token(user))
     url = await download(client, user, "csv", headers=token(user))
-    assert len(rows((await fetch(client, url, headers=token(user))).text)) == 1
+    assert len(download_rows((await fetch(client, url, headers=token(user))).text)) == 1
     # Another learner may neither generate nor fetch this learner's file.
     r = await client.get(f"/v1/summary/download/{user}", headers=token(other))
     assert r.status_code == 403 and r.json()["params"]["err"] == "FORBIDDEN"
@@ -229,7 +220,7 @@ async def test_hundreds_of_summaries_stream_to_the_file(client, app, user, monke
     for start in range(0, n, 50):
         await asyncio.gather(*(consume(client, user, f"do_{i:04d}", f"leaf_{i}", end=i % 2 == 0)
                                for i in range(start, start + 50)))
-    table = rows((await fetch(client, await download(client, user, "csv"))).text)
+    table = download_rows((await fetch(client, await download(client, user, "csv"))).text)
     assert sorted(r["collectionId"] for r in table) == [f"do_{i:04d}" for i in range(n)]
     assert {r["collectionId"]: orjson.loads(r["contentStatus"]) for r in table}["do_0002"] == {"leaf_2": 2}
     doc = orjson.loads((await fetch(client, await download(client, user, "json"))).content)

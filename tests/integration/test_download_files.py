@@ -2,26 +2,17 @@
 summaries stream, and a failed write leaves neither a file nor a row. Through HTTP:
 tests/e2e/test_downloads.py."""
 
-import csv
-import io
 import os
 
 import pytest
 import sqlalchemy as sa
 
+from helpers import download_rows, files_in
 from viewer_service.adapters.db.tables import download_file
 from viewer_service.services import downloads as dl
-from viewer_service.services.downloads import CSV_COLUMNS, DownloadService
+from viewer_service.services.downloads import DownloadService
 
 
-def rows(text: str) -> list[dict]:
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    assert tuple(reader.fieldnames) == CSV_COLUMNS
-    return list(reader)
-
-
-def files_in(directory) -> list[str]:
-    return sorted(os.listdir(directory)) if os.path.isdir(directory) else []
 
 
 class Source:
@@ -50,7 +41,7 @@ async def test_rows_reach_the_disk_before_the_source_ends(app, tmp_path, user, m
     url = await svc.create(user, "csv")
     assert len(src.part_sizes) == 4 and 0 < src.part_sizes[0] < src.part_sizes[-1]
     path, _ = await svc.open(user, url.rsplit("/", 1)[1])
-    assert len(rows(open(path, newline="").read())) == 500 and files_in(own) == [os.path.basename(path)]
+    assert len(download_rows(open(path, newline="").read())) == 500 and files_in(own) == [os.path.basename(path)]
 
 
 async def test_a_failed_write_leaves_no_file_and_no_row(app, tmp_path, user):
